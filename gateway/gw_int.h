@@ -1,0 +1,89 @@
+/*
+ * gateway internals shared by the files of gateway/ only: the server handle, the
+ * per-request context, and the functions each file offers the others.
+ */
+#ifndef HM_GW_INT_H
+#define HM_GW_INT_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+
+#include "gateway/gateway.h"
+#include "meter/meter.h"
+#include "registry/registry.h"
+
+#define GW_REQ_MAGIC 0x68726571u /* "hreq": checked whenever a request comes back as void * */
+
+struct gw_idcache;
+
+struct gw {
+    const struct hm_config *cfg;
+    struct MHD_Daemon *daemon;
+    struct cm_pg_pool *pg;
+    struct meter *meter;
+    struct gw_idcache *ids;
+};
+
+/* Per-request state: allocated on the first call of the access handler, freed in the
+ * completion callback. Everything the meter needs is filled in before the response. */
+struct gw_req {
+    uint32_t magic;
+    struct gw *gw;
+    int64_t start_us;
+    char method[8];
+    char client_ip[48];
+    char network[48];    /* IPv4 /24 or IPv6 /48 of the client */
+    char repo[160];
+    char key_display[32]; /* "" for anonymous */
+    struct reg_identity id; /* org_id 0 = anonymous */
+    unsigned status;
+    bool metered;         /* proxied requests are metered; /-/ endpoints are not */
+    uint64_t bytes_sent;  /* body bytes handed to the client connection */
+    bool stream_failed;   /* the body ended early (upstream error): connection closed */
+};
+
+/* ---- replies (reply.c) -------------------------------------------------------------------- */
+/* Queues a JSON error {"error":{"code","message"}} with status; records it in req. */
+enum MHD_Result gw_reply_error(struct gw_req *req, struct MHD_Connection *c, unsigned status,
+                               const char *code, const char *message);
+/* Queues body (stolen reference) as JSON with status. */
+enum MHD_Result gw_reply_json(struct gw_req *req, struct MHD_Connection *c, unsigned status,
+                              json_t *body);
+/* Queues resp with status, records status in req, and drops our reference to resp. */
+enum MHD_Result gw_reply(struct gw_req *req, struct MHD_Connection *c, unsigned status,
+                         struct MHD_Response *resp);
+
+/* ---- identity (identity.c) ----------------------------------------------------------------- */
+enum gw_cred { GW_CRED_NONE, GW_CRED_KEY, GW_CRED_MALFORMED };
+/* Extracts the API key from Authorization (Bearer, or Basic with the key as password)
+ * or X-Api-Key. Pure: key is copied into keybuf; *why explains GW_CRED_MALFORMED. */
+enum gw_cred gw_credential_parse(const char *authorization, const char *x_api_key,
+                                 char *keybuf, size_t keylen, const char **why);
+struct gw_idcache *gw_idcache_new(void);
+void gw_idcache_free(struct gw_idcache *cache);
+/* Identifies req from its headers. CM_OK: req->id filled (org_id 0 = anonymous).
+ * Otherwise an error reply has been queued and the handler returns its result in *mhd. */
+int gw_identify(struct gw_req *req, struct MHD_Connection *c, enum MHD_Result *mhd);
+
+/* ---- request facts (reqinfo.c, pure) -------------------------------------------------------- */
+/* The client's address and network (IPv4 /24, IPv6 /48) as text. */
+void gw_client_network(const struct sockaddr *sa, char *ip, size_t iplen, char *net,
+                       size_t netlen);
+/* Percent-decodes in into out (NUL-terminated); CM_INVALID for a bad escape, an encoded
+ * NUL, or when out is too small. */
+int gw_percent_decode(const char *in, char *out, size_t outlen);
+/* The repository a request path refers to ("owner/name", "datasets/owner/name"), or "". */
+void gw_repo_from_path(const char *path, char *repo, size_t len);
+
+/* ---- upstreams (upstream_http.c, upstream_file.c) -------------------------------------------- */
+/* Forwards req to the HTTP upstream and queues the streamed response (or a JSON error). */
+enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, const char *url);
+/* Serves the file under the configured directory for path (or a JSON error). */
+enum MHD_Result gw_upstream_file(struct gw_req *req, struct MHD_Connection *c, const char *path);
+void gw_upstream_http_global_init(void);
+void gw_upstream_http_global_cleanup(void);
+
+/* ---- the gateway's own endpoints (api.c) ------------------------------------------------------ */
+enum MHD_Result gw_api(struct gw_req *req, struct MHD_Connection *c, const char *url);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * Replies made by the gateway itself: JSON bodies and the stable error shape
+ * {"error":{"code","message"}}. Every gateway-made response goes through gw_reply so the
+ * status the meter records is the status the client saw.
+ */
+#include "gateway/gw_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+enum MHD_Result gw_reply(struct gw_req *req, struct MHD_Connection *c, unsigned status,
+                         struct MHD_Response *resp)
+{
+    if (resp == NULL)
+        return MHD_NO;
+    req->status = status;
+    enum MHD_Result r = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+/* A response holding body (stolen) as one line of JSON; NULL when out of memory. */
+static struct MHD_Response *json_response(json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (text == NULL)
+        return NULL;
+    size_t n = strlen(text);
+    text[n] = '\n'; /* json_dumps leaves room for the NUL: reuse it for a final newline */
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(n + 1, text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(text);
+        return NULL;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return resp;
+}
+
+enum MHD_Result gw_reply_json(struct gw_req *req, struct MHD_Connection *c, unsigned status,
+                              json_t *body)
+{
+    return gw_reply(req, c, status, json_response(body));
+}
+
+enum MHD_Result gw_reply_error(struct gw_req *req, struct MHD_Connection *c, unsigned status,
+                               const char *code, const char *message)
+{
+    struct MHD_Response *resp =
+        json_response(json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message));
+    if (resp != NULL && status == MHD_HTTP_UNAUTHORIZED) /* RFC 9110 §11.6.1 */
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Bearer realm=\"hubmeter\"");
+    if (resp != NULL && status == MHD_HTTP_METHOD_NOT_ALLOWED)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+    return gw_reply(req, c, status, resp);
+}

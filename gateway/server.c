@@ -1,0 +1,249 @@
+/*
+ * The gateway server: the libmicrohttpd daemon (a thread per connection, capped in
+ * total and per client address, with an idle timeout), request routing (/-/ to the
+ * gateway's endpoints, everything else to the upstream untouched), and the completion
+ * callback that hands every proxied request to the meter. Owns start-up and shutdown.
+ */
+#include "gateway/gw_int.h"
+
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define URL_MAX 8192
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    cm_log(CM_LOG_WARN, "http_server", "message=\"%s\"", msg);
+}
+
+/* Keep paths and query strings exactly as the client sent them: the upstream must see
+ * the same bytes (MHD would otherwise percent-decode them in place). */
+static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+struct query_builder {
+    char *buf;
+    size_t len, cap;
+    bool overflow;
+};
+
+static enum MHD_Result append_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    struct query_builder *q = cls;
+    int n = snprintf(q->buf + q->len, q->cap - q->len, "%s%s%s%s", q->len ? "&" : "?", key,
+                     value ? "=" : "", value ? value : "");
+    if (n < 0 || (size_t)n >= q->cap - q->len) {
+        q->overflow = true;
+        return MHD_NO;
+    }
+    /* MHD turned '+' into ' ' (a literal space cannot be in a request line): undo it. */
+    for (size_t i = q->len; i < q->len + (size_t)n; i++)
+        if (q->buf[i] == ' ')
+            q->buf[i] = '+';
+    q->len += (size_t)n;
+    return MHD_YES;
+}
+
+static enum MHD_Result proxy(struct gw_req *req, struct MHD_Connection *c, const char *url)
+{
+    req->metered = true;
+    gw_repo_from_path(url, req->repo, sizeof req->repo);
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
+        return gw_reply_error(req, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                              "the gateway forwards GET and HEAD requests");
+    enum MHD_Result mhd;
+    if (gw_identify(req, c, &mhd) != CM_OK)
+        return mhd;
+    const struct hm_config *cfg = req->gw->cfg;
+    if (cfg->upstream_is_file)
+        return gw_upstream_file(req, c, url);
+    char target[URL_MAX + CM_URL_MAX];
+    struct query_builder q = {.buf = target, .cap = sizeof target};
+    q.len = (size_t)snprintf(target, sizeof target, "%s%s", cfg->upstream, url);
+    if (q.len >= sizeof target)
+        q.overflow = true;
+    else
+        MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, append_arg, &q);
+    if (q.overflow)
+        return gw_reply_error(req, c, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
+                              "the request URI is longer than 8 KiB");
+    return gw_upstream_http(req, c, target);
+}
+
+static struct gw_req *req_new(struct gw *gw, struct MHD_Connection *c, const char *method)
+{
+    struct gw_req *req = calloc(1, sizeof *req);
+    if (req == NULL)
+        return NULL;
+    req->magic = GW_REQ_MAGIC;
+    req->gw = gw;
+    req->start_us = cm_now_us();
+    if (cm_copy(req->method, sizeof req->method, method) != CM_OK)
+        cm_copy(req->method, sizeof req->method, "OTHER");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    gw_client_network(ci ? ci->client_addr : NULL, req->client_ip, sizeof req->client_ip,
+                      req->network, sizeof req->network);
+    return req;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)version;
+    (void)upload_data;
+    struct gw_req *req = *con_cls;
+    if (req == NULL) {
+        req = req_new(cls, c, method);
+        *con_cls = req;
+        return req != NULL ? MHD_YES : MHD_NO;
+    }
+    if (req->magic != GW_REQ_MAGIC)
+        abort(); /* a stale or foreign pointer: stop before doing damage */
+    if (*upload_data_size != 0) { /* request bodies are not forwarded yet: drain them */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (strlen(url) > URL_MAX)
+        return gw_reply_error(req, c, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
+                              "the request URI is longer than 8 KiB");
+    if (strncmp(url, "/-/", 3) == 0 || strcmp(url, "/-") == 0)
+        return gw_api(req, c, url);
+    return proxy(req, c, url);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)c;
+    struct gw *gw = cls;
+    struct gw_req *req = *con_cls;
+    if (req == NULL)
+        return;
+    if (req->magic != GW_REQ_MAGIC)
+        abort();
+    bool complete = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !req->stream_failed;
+    unsigned status = req->status ? req->status : 500;
+    if (req->metered) {
+        struct meter_record rec = {.org_id = req->id.org_id,
+                                   .key_id = req->id.key_id,
+                                   .status_class = (uint8_t)(status / 100),
+                                   .bytes = req->bytes_sent};
+        if (rec.status_class < 1 || rec.status_class > 5)
+            rec.status_class = 5;
+        if (rec.org_id == 0) /* anonymous traffic is known by its network */
+            cm_copy(rec.network, sizeof rec.network, req->network);
+        cm_copy(rec.repo, sizeof rec.repo, req->repo);
+        cm_copy(rec.method, sizeof rec.method, req->method);
+        meter_record(gw->meter, &rec);
+    }
+    cm_log(CM_LOG_INFO, "request",
+           "method=%s status=%u bytes=%llu complete=%s org=%s key=%s client=%s repo=%s ms=%lld",
+           req->method, status, (unsigned long long)req->bytes_sent, complete ? "yes" : "no",
+           req->id.org_id ? req->id.org_slug : "-", req->key_display[0] ? req->key_display : "-",
+           req->client_ip, req->repo[0] ? req->repo : "-",
+           (long long)((cm_now_us() - req->start_us) / 1000));
+    req->magic = 0;
+    free(req);
+    *con_cls = NULL;
+}
+
+static int resolve_listen(const struct hm_config *cfg, struct sockaddr_storage *ss)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *ai = NULL;
+    char port[8];
+    cm_fmt(port, sizeof port, "%u", (unsigned)cfg->listen_port);
+    if (getaddrinfo(cfg->listen_host, port, &hints, &ai) != 0 || ai == NULL)
+        return CM_ERR;
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    freeaddrinfo(ai);
+    return CM_OK;
+}
+
+static struct MHD_Daemon *start_daemon(struct gw *gw)
+{
+    const struct hm_config *cfg = gw->cfg;
+    struct sockaddr_storage ss;
+    if (resolve_listen(cfg, &ss) != CM_OK) {
+        fprintf(stderr, "hubmeter: HUBMETER_LISTEN host %s does not resolve\n", cfg->listen_host);
+        return NULL;
+    }
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    return MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, gw, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw, MHD_OPTION_UNESCAPE_CALLBACK,
+        keep_escaped, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+        cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, cfg->client_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        1, MHD_OPTION_END);
+}
+
+int gw_serve(const struct hm_config *cfg)
+{
+    /* Block the stop signals in every thread; this thread waits for them below. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    gw_upstream_http_global_init();
+
+    char err[512];
+    struct gw gw = {.cfg = cfg};
+    struct meter_flusher *flusher = NULL;
+    int rc = 1;
+    gw.pg = cm_pg_pool_new(cfg->database_url, 16);
+    gw.ids = gw_idcache_new();
+    gw.meter = meter_new(cfg, err, sizeof err);
+    if (gw.pg == NULL || gw.ids == NULL || gw.meter == NULL) {
+        fprintf(stderr, "hubmeter: cannot start: %s\n", gw.meter ? "out of memory" : err);
+        goto fail;
+    }
+    if (cfg->run_flusher) {
+        flusher = meter_flusher_new(cfg, err, sizeof err);
+        if (flusher == NULL || meter_flusher_start(flusher) != CM_OK) {
+            fprintf(stderr, "hubmeter: cannot start the flusher: %s\n", err);
+            goto fail;
+        }
+    }
+    gw.daemon = start_daemon(&gw);
+    if (gw.daemon == NULL) {
+        fprintf(stderr, "hubmeter: cannot listen on %s:%u (in use, or not allowed)\n",
+                cfg->listen_host, (unsigned)cfg->listen_port);
+        goto fail;
+    }
+    cm_log(CM_LOG_INFO, "listening", "address=%s:%u upstream=%s flusher=%s", cfg->listen_host,
+           (unsigned)cfg->listen_port, cfg->upstream, cfg->run_flusher ? "on" : "off");
+    int sig = 0;
+    sigwait(&stop, &sig);
+    cm_log(CM_LOG_INFO, "stopping", "signal=%d", sig);
+    rc = 0;
+fail:
+    if (gw.daemon != NULL)
+        MHD_stop_daemon(gw.daemon); /* waits for every connection thread */
+    meter_free(gw.meter);           /* ships what is left */
+    meter_flusher_free(flusher);
+    gw_idcache_free(gw.ids);
+    cm_pg_pool_free(gw.pg);
+    gw_upstream_http_global_cleanup();
+    return rc;
+}

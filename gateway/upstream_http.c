@@ -1,0 +1,324 @@
+/*
+ * The HTTP upstream: forwards a request with libcurl and streams the response back
+ * through libmicrohttpd with a bounded buffer. MHD pulls (content reader) and curl is
+ * pumped only when the buffer is empty, pausing when it is full, so a slow client slows
+ * the upstream read instead of filling memory. The client's credential is never
+ * forwarded; hop-by-hop headers are dropped both ways.
+ */
+#include "gateway/gw_int.h"
+
+#include <curl/curl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define STREAM_BUFFER (256 * 1024)
+#define HEADER_MAX 100
+
+struct header {
+    char *name, *value;
+};
+
+struct stream {
+    struct gw_req *req; /* valid while MHD may call the reader (until completion) */
+    CURLM *multi;
+    CURL *easy;
+    struct curl_slist *out_headers;
+    char *buf;
+    size_t start, len; /* unread bytes are buf[start .. start+len) */
+    bool head_done, done, paused;
+    CURLcode result;
+    long status;
+    struct header headers[HEADER_MAX];
+    size_t n_headers;
+    bool has_length;
+    uint64_t length, delivered;
+    int64_t idle_ms;
+};
+
+void gw_upstream_http_global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+void gw_upstream_http_global_cleanup(void) { curl_global_cleanup(); }
+
+/* Hop-by-hop headers (RFC 9110 §7.6.1) and those the gateway itself owns. */
+static bool hop_by_hop(const char *name)
+{
+    static const char *const names[] = {"Connection", "Keep-Alive", "Proxy-Connection",
+                                        "Proxy-Authenticate", "Proxy-Authorization", "TE",
+                                        "Trailer", "Transfer-Encoding", "Upgrade"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return true;
+    return false;
+}
+
+static void free_headers(struct stream *s)
+{
+    for (size_t i = 0; i < s->n_headers; i++) {
+        free(s->headers[i].name);
+        free(s->headers[i].value);
+    }
+    s->n_headers = 0;
+}
+
+static size_t on_header(char *data, size_t size, size_t nitems, void *userdata)
+{
+    struct stream *s = userdata;
+    size_t n = size * nitems, len = n;
+    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
+        len--;
+    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response (after 1xx) */
+        free_headers(s);
+        const char *sp = memchr(data, ' ', len);
+        s->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+        s->has_length = false;
+        return n;
+    }
+    if (len == 0) {
+        if (s->status >= 200)
+            s->head_done = true;
+        return n;
+    }
+    const char *colon = memchr(data, ':', len);
+    if (colon == NULL || s->n_headers == HEADER_MAX)
+        return n;
+    size_t nl = (size_t)(colon - data);
+    const char *v = colon + 1;
+    while (v < data + len && (*v == ' ' || *v == '\t'))
+        v++;
+    struct header *h = &s->headers[s->n_headers];
+    h->name = strndup(data, nl);
+    h->value = strndup(v, (size_t)(data + len - v));
+    if (h->name == NULL || h->value == NULL) {
+        free(h->name);
+        free(h->value);
+        return 0; /* out of memory: abort the transfer */
+    }
+    s->n_headers++;
+    if (strcasecmp(h->name, "Content-Length") == 0) {
+        uint64_t cl;
+        s->has_length = cm_parse_u64(h->value, &cl) == CM_OK;
+        s->length = cl;
+    }
+    return n;
+}
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    struct stream *s = userdata;
+    size_t n = size * nmemb;
+    if (s->start > 0 && s->len > 0 && s->start + s->len + n > STREAM_BUFFER) {
+        memmove(s->buf, s->buf + s->start, s->len);
+        s->start = 0;
+    } else if (s->len == 0) {
+        s->start = 0;
+    }
+    if (s->start + s->len + n > STREAM_BUFFER) {
+        s->paused = true; /* curl keeps this chunk and offers it again after unpause */
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    memcpy(s->buf + s->start + s->len, data, n);
+    s->len += n;
+    return n;
+}
+
+/* Runs curl until there are body bytes to read, the transfer ended, or (want_head) the
+ * response head is complete. CM_OK then, CM_AGAIN after idle_ms without any of them. */
+static int pump(struct stream *s, bool want_head)
+{
+    int64_t deadline = cm_mono_ms() + s->idle_ms;
+    for (;;) {
+        int running = 0;
+        curl_multi_perform(s->multi, &running);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(s->multi, &left)) != NULL)
+            if (msg->msg == CURLMSG_DONE) {
+                s->done = true;
+                s->result = msg->data.result;
+            }
+        if (s->done || s->len > 0 || (want_head && s->head_done))
+            return CM_OK;
+        int64_t left_ms = deadline - cm_mono_ms();
+        if (left_ms <= 0)
+            return CM_AGAIN;
+        curl_multi_poll(s->multi, NULL, 0, (int)(left_ms < 1000 ? left_ms : 1000), NULL);
+    }
+}
+
+static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
+{
+    (void)pos;
+    struct stream *s = cls;
+    for (;;) {
+        if (s->len > 0) {
+            size_t n = s->len < max ? s->len : max;
+            memcpy(out, s->buf + s->start, n);
+            s->start += n;
+            s->len -= n;
+            s->delivered += n;
+            s->req->bytes_sent += n;
+            return (ssize_t)n;
+        }
+        if (s->done) {
+            if (s->result == CURLE_OK && (!s->has_length || s->delivered == s->length))
+                return MHD_CONTENT_READER_END_OF_STREAM;
+            cm_log(CM_LOG_WARN, "upstream_body_failed", "error=\"%s\" delivered=%llu",
+                   curl_easy_strerror(s->result), (unsigned long long)s->delivered);
+            s->req->stream_failed = true;
+            return MHD_CONTENT_READER_END_WITH_ERROR; /* close: never a truncated "success" */
+        }
+        if (s->paused) {
+            s->paused = false;
+            curl_easy_pause(s->easy, CURLPAUSE_CONT);
+            continue;
+        }
+        if (pump(s, false) == CM_AGAIN) {
+            cm_log(CM_LOG_WARN, "upstream_idle_timeout", "delivered=%llu",
+                   (unsigned long long)s->delivered);
+            s->req->stream_failed = true;
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        }
+    }
+}
+
+static void stream_free(void *cls)
+{
+    struct stream *s = cls;
+    if (s == NULL)
+        return;
+    if (s->multi != NULL && s->easy != NULL)
+        curl_multi_remove_handle(s->multi, s->easy);
+    curl_easy_cleanup(s->easy);
+    curl_multi_cleanup(s->multi);
+    curl_slist_free_all(s->out_headers);
+    free_headers(s);
+    free(s->buf);
+    free(s);
+}
+
+struct forward_ctx {
+    struct stream *s;
+    bool oom;
+};
+
+static enum MHD_Result forward_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    struct forward_ctx *fc = cls;
+    /* Never forward the client's credential, nor what the gateway sets itself. */
+    if (hop_by_hop(key) || strcasecmp(key, "Authorization") == 0 ||
+        strcasecmp(key, "X-Api-Key") == 0 || strcasecmp(key, "Host") == 0 ||
+        strcasecmp(key, "Content-Length") == 0 || strcasecmp(key, "Expect") == 0 ||
+        strncasecmp(key, "X-Forwarded-", 12) == 0 || strcasecmp(key, "Via") == 0)
+        return MHD_YES;
+    char line[8192];
+    if (cm_fmt(line, sizeof line, "%s: %s", key, value ? value : "") != CM_OK)
+        return MHD_YES;
+    struct curl_slist *l = curl_slist_append(fc->s->out_headers, line);
+    if (l == NULL)
+        fc->oom = true;
+    else
+        fc->s->out_headers = l;
+    return MHD_YES;
+}
+
+/* Adds "name: value", or "name:" (which tells curl to send no such header) for NULL. */
+static int add_header(struct stream *s, const char *name, const char *value)
+{
+    char line[1024];
+    if (cm_fmt(line, sizeof line, value ? "%s: %s" : "%s:", name, value ? value : "") != CM_OK)
+        return CM_ERR;
+    struct curl_slist *l = curl_slist_append(s->out_headers, line);
+    if (l == NULL)
+        return CM_ERR;
+    s->out_headers = l;
+    return CM_OK;
+}
+
+static int build_request(struct stream *s, struct MHD_Connection *c, const char *url)
+{
+    struct forward_ctx fc = {.s = s};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, forward_header, &fc);
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    if (fc.oom || add_header(s, "X-Forwarded-For", s->req->client_ip) != CM_OK ||
+        add_header(s, "X-Forwarded-Proto", "http") != CM_OK ||
+        (host != NULL && add_header(s, "X-Forwarded-Host", host) != CM_OK) ||
+        add_header(s, "Via", "1.1 hubmeter") != CM_OK || add_header(s, "Expect", NULL) != CM_OK)
+        return CM_ERR;
+    const struct hm_config *cfg = s->req->gw->cfg;
+    CURL *e = s->easy;
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->out_headers);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->upstream_connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 64L * 1024);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
+    if (strcmp(s->req->method, "HEAD") == 0)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    return CM_OK;
+}
+
+/* Builds the client response from the upstream's head; NULL when out of memory. */
+static struct MHD_Response *make_response(struct stream *s)
+{
+    bool bodyless = s->status == 204 || s->status == 304;
+    uint64_t size = bodyless ? 0 : s->has_length ? s->length : MHD_SIZE_UNKNOWN;
+    struct MHD_Response *resp =
+        bodyless ? MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT)
+                 : MHD_create_response_from_callback(size, 64 * 1024, read_body, s, stream_free);
+    if (resp == NULL)
+        return NULL;
+    for (size_t i = 0; i < s->n_headers; i++) {
+        const struct header *h = &s->headers[i];
+        if (hop_by_hop(h->name) || strcasecmp(h->name, "Content-Length") == 0 ||
+            strcasecmp(h->name, "Date") == 0)
+            continue;
+        MHD_add_response_header(resp, h->name, h->value);
+    }
+    MHD_add_response_header(resp, "Via", "1.1 hubmeter");
+    return resp;
+}
+
+enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, const char *url)
+{
+    struct stream *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return MHD_NO;
+    s->req = req;
+    s->idle_ms = req->gw->cfg->upstream_idle_timeout_ms;
+    s->buf = malloc(STREAM_BUFFER);
+    s->multi = curl_multi_init();
+    s->easy = curl_easy_init();
+    if (s->buf == NULL || s->multi == NULL || s->easy == NULL ||
+        build_request(s, c, url) != CM_OK ||
+        curl_multi_add_handle(s->multi, s->easy) != CURLM_OK) {
+        stream_free(s);
+        return gw_reply_error(req, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+                              "cannot set up the upstream request");
+    }
+    if (pump(s, true) != CM_OK || !s->head_done) {
+        CURLcode r = s->done ? s->result : CURLE_OPERATION_TIMEDOUT;
+        cm_log(CM_LOG_WARN, "upstream_failed", "error=\"%s\"", curl_easy_strerror(r));
+        stream_free(s);
+        if (r == CURLE_OPERATION_TIMEDOUT)
+            return gw_reply_error(req, c, MHD_HTTP_GATEWAY_TIMEOUT, "upstream_timeout",
+                                  "the upstream did not answer in time");
+        return gw_reply_error(req, c, MHD_HTTP_BAD_GATEWAY, "upstream_unreachable",
+                              "the upstream could not be reached");
+    }
+    unsigned status = (unsigned)s->status;
+    bool bodyless = status == 204 || status == 304;
+    struct MHD_Response *resp = make_response(s);
+    if (resp == NULL || bodyless)
+        stream_free(s); /* a bodyless response does not own the stream */
+    if (resp == NULL)
+        return MHD_NO;
+    return gw_reply(req, c, status, resp);
+}

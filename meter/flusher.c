@@ -1,0 +1,372 @@
+/*
+ * The flusher: reads the usage stream as a member of a consumer group, applies each batch
+ * to PostgreSQL in one transaction that also inserts the batch id into applied_batches
+ * (a batch seen twice changes nothing), and only then XACKs it. Its own pending entries
+ * are re-read first after a failure; entries left idle by a dead flusher are claimed.
+ * The stream is trimmed with XTRIM MINID below the oldest unacknowledged entry.
+ */
+#include "meter/meter_int.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define READ_COUNT 64
+#define CLAIM_IDLE_MS 60000
+#define HOUSEKEEPING_MS 10000
+
+struct meter_flusher {
+    const struct hm_config *cfg;
+    redisContext *redis;
+    PGconn *db;
+    char consumer[128];
+    bool pending_first; /* re-read our own pending entries before new ones */
+    int64_t housekeeping_at_ms;
+    pthread_t thread;
+    bool started;
+    atomic_bool stop;
+    unsigned failures;
+};
+
+static const char APPLY_ROWS_SQL[] =
+    "INSERT INTO usage_minute (bucket, org_id, key_id, network, repo, method, status_class,"
+    " refused_by, requests, bytes)"
+    " SELECT to_timestamp(r.m), r.org, r.key, r.net::cidr, r.repo, r.method, r.sc,"
+    " r.refused, sum(r.req), sum(r.bytes)"
+    " FROM jsonb_to_recordset($1::jsonb -> 'rows') AS r(m bigint, org bigint, key bigint,"
+    " net text, repo text, method text, sc smallint, refused text, req bigint, bytes bigint)"
+    " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
+    " ON CONFLICT ON CONSTRAINT usage_minute_key DO UPDATE SET"
+    " requests = usage_minute.requests + EXCLUDED.requests,"
+    " bytes = usage_minute.bytes + EXCLUDED.bytes";
+
+static const char APPLY_BATCH_SQL[] =
+    "INSERT INTO applied_batches (batch_id, instance, rows, requests, bytes, stream_id)"
+    " SELECT $1::jsonb ->> 'id', $1::jsonb ->> 'source', jsonb_array_length($1::jsonb -> 'rows'),"
+    " coalesce(sum((r ->> 'req')::bigint), 0), coalesce(sum((r ->> 'bytes')::bigint), 0), $2"
+    " FROM jsonb_array_elements($1::jsonb -> 'rows') r"
+    " ON CONFLICT (batch_id) DO NOTHING";
+
+static const char PARTITIONS_SQL[] =
+    "SELECT hm_usage_partition(m) FROM (SELECT DISTINCT date_trunc('month',"
+    " to_timestamp((r ->> 'm')::bigint)) AS m"
+    " FROM jsonb_array_elements($1::jsonb -> 'rows') r) months";
+
+static const char WATERMARK_SQL[] =
+    "INSERT INTO gateway_watermarks (instance, cutoff, running, seen_at)"
+    " VALUES ($1, to_timestamp($2::bigint / 1000.0), $3::boolean IS NOT TRUE, now())"
+    " ON CONFLICT (instance) DO UPDATE SET"
+    " cutoff = GREATEST(gateway_watermarks.cutoff, EXCLUDED.cutoff),"
+    " running = EXCLUDED.running, seen_at = now()";
+
+static int exec_params(PGconn *db, const char *sql, int n, const char *const *params,
+                       PGresult **keep, char *err, size_t errlen)
+{
+    PGresult *res = PQexecParams(db, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        cm_pg_error(db, res, err, errlen);
+        PQclear(res);
+        return CM_ERR;
+    }
+    if (keep != NULL)
+        *keep = res;
+    else
+        PQclear(res);
+    return CM_OK;
+}
+
+/* Applies one batch in one transaction. *fresh is true when it was not applied before. */
+static int apply_batch(PGconn *db, const char *body, const char *stream_id, bool *fresh,
+                       char *err, size_t errlen)
+{
+    json_error_t jerr;
+    json_t *doc = json_loads(body, 0, &jerr);
+    const char *source = json_string_value(json_object_get(doc, "source"));
+    json_t *cutoff = json_object_get(doc, "cutoff");
+    if (doc == NULL || source == NULL || !json_is_integer(cutoff) ||
+        !json_is_string(json_object_get(doc, "id")) ||
+        !json_is_array(json_object_get(doc, "rows"))) {
+        json_decref(doc);
+        cm_fmt(err, errlen, "malformed batch");
+        return CM_INVALID;
+    }
+    char cutoff_ms[24];
+    cm_fmt(cutoff_ms, sizeof cutoff_ms, "%lld", (long long)json_integer_value(cutoff));
+    const char *wm[] = {source, cutoff_ms, "false"};
+    const char *p2[] = {body, stream_id};
+    PGresult *res = NULL;
+    char msg[512];
+    int rc = cm_pg_command(db, "BEGIN", msg, sizeof msg);
+    if (rc == CM_OK)
+        rc = exec_params(db, PARTITIONS_SQL, 1, p2, NULL, msg, sizeof msg);
+    if (rc == CM_OK)
+        rc = exec_params(db, APPLY_BATCH_SQL, 2, p2, &res, msg, sizeof msg);
+    if (rc == CM_OK) {
+        *fresh = strcmp(PQcmdTuples(res), "1") == 0;
+        PQclear(res);
+        if (*fresh)
+            rc = exec_params(db, APPLY_ROWS_SQL, 1, p2, NULL, msg, sizeof msg);
+    }
+    if (rc == CM_OK)
+        rc = exec_params(db, WATERMARK_SQL, 3, wm, NULL, msg, sizeof msg);
+    if (rc == CM_OK)
+        rc = cm_pg_command(db, "COMMIT", msg, sizeof msg);
+    json_decref(doc);
+    if (rc != CM_OK) {
+        char ignored[64];
+        cm_pg_command(db, "ROLLBACK", ignored, sizeof ignored);
+        cm_fmt(err, errlen, "%s", msg);
+    }
+    return rc;
+}
+
+static int apply_heartbeat(PGconn *db, const char *source, const char *cutoff, bool final,
+                           char *err, size_t errlen)
+{
+    uint64_t v;
+    if (cm_parse_u64(cutoff, &v) != CM_OK)
+        return cm_fmt(err, errlen, "malformed heartbeat"), CM_INVALID;
+    const char *params[] = {source, cutoff, final ? "true" : "false"};
+    return exec_params(db, WATERMARK_SQL, 3, params, NULL, err, errlen);
+}
+
+static const char *field(const redisReply *fields, const char *name)
+{
+    for (size_t i = 0; fields != NULL && i + 1 < fields->elements; i += 2)
+        if (fields->element[i]->type == REDIS_REPLY_STRING &&
+            strcmp(fields->element[i]->str, name) == 0 &&
+            fields->element[i + 1]->type == REDIS_REPLY_STRING)
+            return fields->element[i + 1]->str;
+    return NULL;
+}
+
+static redisReply *command(struct meter_flusher *f, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(f->redis, fmt, ap);
+    va_end(ap);
+    if (r == NULL) {
+        redisFree(f->redis);
+        f->redis = NULL;
+    }
+    return r;
+}
+
+/* Moves an entry the flusher can never apply aside (kept, not lost) and acknowledges it. */
+static void dead_letter(struct meter_flusher *f, const char *id, const redisReply *fields,
+                        const char *why)
+{
+    cm_log(CM_LOG_ERROR, "usage_entry_rejected", "stream_id=%s reason=\"%s\"", id, why);
+    const char *body = field(fields, "body");
+    redisReply *r = command(f, "XADD " METER_STREAM ":dead * stream_id %s reason %s body %s", id,
+                            why, body ? body : "");
+    if (r != NULL && r->type != REDIS_REPLY_ERROR) {
+        freeReplyObject(r);
+        freeReplyObject(command(f, "XACK " METER_STREAM " " METER_GROUP " %s", id));
+        return;
+    }
+    freeReplyObject(r);
+}
+
+/* Applies one stream entry and acknowledges it. CM_OK or CM_UNAVAIL. */
+static int handle_entry(struct meter_flusher *f, const redisReply *entry, int *applied,
+                        char *err, size_t errlen)
+{
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2)
+        return CM_OK;
+    const char *id = entry->element[0]->str;
+    const redisReply *fields = entry->element[1];
+    if (fields->type != REDIS_REPLY_ARRAY) /* deleted entry still pending: just ack it */
+        return freeReplyObject(command(f, "XACK " METER_STREAM " " METER_GROUP " %s", id)),
+               CM_OK;
+    const char *type = field(fields, "type");
+    char msg[512] = "";
+    bool fresh = false;
+    int rc;
+    if (type != NULL && strcmp(type, "batch") == 0 && field(fields, "body") != NULL) {
+        rc = apply_batch(f->db, field(fields, "body"), id, &fresh, msg, sizeof msg);
+    } else if (type != NULL && strcmp(type, "hb") == 0 && field(fields, "source") &&
+               field(fields, "cutoff")) {
+        const char *fin = field(fields, "final");
+        rc = apply_heartbeat(f->db, field(fields, "source"), field(fields, "cutoff"),
+                             fin != NULL && strcmp(fin, "1") == 0, msg, sizeof msg);
+    } else {
+        rc = CM_INVALID;
+        cm_copy(msg, sizeof msg, "unknown entry type");
+    }
+    if (rc == CM_INVALID) {
+        dead_letter(f, id, fields, msg);
+        return CM_OK;
+    }
+    if (rc != CM_OK) {
+        cm_fmt(err, errlen, "PostgreSQL: %s", msg);
+        return CM_UNAVAIL;
+    }
+    if (fresh) {
+        (*applied)++;
+        cm_log(CM_LOG_DEBUG, "batch_applied", "stream_id=%s", id);
+    }
+    redisReply *r = command(f, "XACK " METER_STREAM " " METER_GROUP " %s", id);
+    freeReplyObject(r);
+    return r != NULL ? CM_OK : CM_UNAVAIL; /* unacked: re-read later, applies as a no-op */
+}
+
+static int ensure_connections(struct meter_flusher *f, char *err, size_t errlen)
+{
+    if (f->db != NULL && PQstatus(f->db) != CONNECTION_OK) {
+        PQfinish(f->db);
+        f->db = NULL;
+    }
+    if (f->db == NULL && (f->db = cm_pg_connect(f->cfg->database_url, err, errlen)) == NULL)
+        return CM_UNAVAIL;
+    if (f->redis != NULL)
+        return CM_OK;
+    f->redis = meter_redis_connect(f->cfg->redis_url, 3000, err, errlen);
+    if (f->redis == NULL)
+        return CM_UNAVAIL;
+    redisReply *r = command(f, "XGROUP CREATE " METER_STREAM " " METER_GROUP " 0 MKSTREAM");
+    bool ok = r != NULL && (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "BUSYGROUP", 9) == 0);
+    if (!ok)
+        cm_fmt(err, errlen, "cannot create the consumer group: %s",
+               r ? r->str : "connection lost");
+    freeReplyObject(r);
+    f->pending_first = true; /* a new connection may follow a crash mid-batch */
+    return ok ? CM_OK : CM_UNAVAIL;
+}
+
+/* Claims entries idle too long in other (dead) consumers and trims acknowledged entries. */
+static void housekeeping(struct meter_flusher *f)
+{
+    redisReply *r = command(f, "XAUTOCLAIM " METER_STREAM " " METER_GROUP " %s %d 0-0 COUNT %d",
+                            f->consumer, CLAIM_IDLE_MS, READ_COUNT);
+    if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+        r->element[1]->elements > 0)
+        f->pending_first = true;
+    freeReplyObject(r);
+    /* Oldest pending entry, or else the last delivered one: everything below is acked. */
+    const char *min_id = NULL;
+    redisReply *p = command(f, "XPENDING " METER_STREAM " " METER_GROUP);
+    redisReply *g = NULL;
+    if (p != NULL && p->type == REDIS_REPLY_ARRAY && p->elements >= 2 &&
+        p->element[1]->type == REDIS_REPLY_STRING) {
+        min_id = p->element[1]->str;
+    } else if (p != NULL) {
+        g = command(f, "XINFO GROUPS " METER_STREAM);
+        for (size_t i = 0; g != NULL && g->type == REDIS_REPLY_ARRAY && i < g->elements; i++) {
+            redisReply *grp = g->element[i];
+            if (grp->type == REDIS_REPLY_ARRAY && field(grp, "name") &&
+                strcmp(field(grp, "name"), METER_GROUP) == 0)
+                min_id = field(grp, "last-delivered-id");
+        }
+    }
+    if (min_id != NULL && strcmp(min_id, "0-0") != 0)
+        freeReplyObject(command(f, "XTRIM " METER_STREAM " MINID %s", min_id));
+    freeReplyObject(g);
+    freeReplyObject(p);
+}
+
+int meter_flusher_step(struct meter_flusher *f, unsigned block_ms, int *applied, char *err,
+                       size_t errlen)
+{
+    *applied = 0;
+    if (ensure_connections(f, err, errlen) != CM_OK)
+        return CM_UNAVAIL;
+    if (cm_mono_ms() >= f->housekeeping_at_ms) {
+        housekeeping(f);
+        f->housekeeping_at_ms = cm_mono_ms() + HOUSEKEEPING_MS;
+        if (f->redis == NULL)
+            return cm_fmt(err, errlen, "Redis connection lost"), CM_UNAVAIL;
+    }
+    redisReply *r = f->pending_first
+                        ? command(f, "XREADGROUP GROUP " METER_GROUP " %s COUNT %d STREAMS "
+                                     METER_STREAM " 0", f->consumer, READ_COUNT)
+                        : command(f, "XREADGROUP GROUP " METER_GROUP " %s COUNT %d BLOCK %u "
+                                     "STREAMS " METER_STREAM " >", f->consumer, READ_COUNT,
+                                  block_ms);
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        cm_fmt(err, errlen, "Redis XREADGROUP: %s", r ? r->str : "connection lost");
+        if (r != NULL && strncmp(r->str, "NOGROUP", 7) == 0) { /* stream deleted: recreate */
+            redisFree(f->redis);
+            f->redis = NULL;
+        }
+        freeReplyObject(r);
+        return CM_UNAVAIL;
+    }
+    int rc = CM_OK;
+    size_t seen = 0;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
+        redisReply *entries = r->element[0]->element[1];
+        for (size_t i = 0; rc == CM_OK && i < entries->elements; i++, seen++)
+            rc = handle_entry(f, entries->element[i], applied, err, errlen);
+    }
+    if (f->pending_first && rc == CM_OK && seen == 0)
+        f->pending_first = false;
+    if (rc != CM_OK)
+        f->pending_first = true;
+    freeReplyObject(r);
+    return rc;
+}
+
+static void *flusher_main(void *arg)
+{
+    struct meter_flusher *f = arg;
+    while (!atomic_load(&f->stop)) {
+        char err[512];
+        int applied;
+        if (meter_flusher_step(f, 500, &applied, err, sizeof err) != CM_OK) {
+            if (f->failures++ % 30 == 0)
+                cm_log(CM_LOG_WARN, "flusher_unavailable", "error=\"%s\"", err);
+            for (int i = 0; i < 10 && !atomic_load(&f->stop); i++)
+                usleep(100 * 1000);
+        } else if (f->failures > 0) {
+            cm_log(CM_LOG_INFO, "flusher_available", "after_failures=%u", f->failures);
+            f->failures = 0;
+        }
+    }
+    /* Stopping: apply what is already in the stream (such as the gateway's last batch). */
+    for (int i = 0; i < 20; i++) {
+        char err[512];
+        int applied;
+        if (meter_flusher_step(f, 1, &applied, err, sizeof err) != CM_OK || applied == 0)
+            break;
+    }
+    return NULL;
+}
+
+struct meter_flusher *meter_flusher_new(const struct hm_config *cfg, char *err, size_t errlen)
+{
+    struct meter_flusher *f = calloc(1, sizeof *f);
+    if (f == NULL) {
+        cm_fmt(err, errlen, "out of memory");
+        return NULL;
+    }
+    f->cfg = cfg;
+    f->pending_first = true;
+    cm_fmt(f->consumer, sizeof f->consumer, "%s-%d", cfg->instance_id, (int)getpid());
+    return f;
+}
+
+int meter_flusher_start(struct meter_flusher *f)
+{
+    if (pthread_create(&f->thread, NULL, flusher_main, f) != 0)
+        return CM_ERR;
+    f->started = true;
+    cm_log(CM_LOG_INFO, "flusher_started", "consumer=%s", f->consumer);
+    return CM_OK;
+}
+
+void meter_flusher_free(struct meter_flusher *f)
+{
+    if (f == NULL)
+        return;
+    atomic_store(&f->stop, true);
+    if (f->started)
+        pthread_join(f->thread, NULL);
+    redisFree(f->redis);
+    PQfinish(f->db);
+    free(f);
+}

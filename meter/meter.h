@@ -1,0 +1,67 @@
+/*
+ * meter — usage recording and the path to PostgreSQL: the gateway hands each finished
+ * request to meter_record(); the shipper aggregates records per minute and ships them as
+ * batches with source-derived ids to a Redis stream; the flusher reads the stream in a
+ * consumer group and applies each batch exactly once to PostgreSQL. Also answers usage
+ * queries. Only this module talks to Redis (hiredis).
+ */
+#ifndef HM_METER_H
+#define HM_METER_H
+
+#include <jansson.h>
+
+#include "common/common.h"
+
+#define METER_STREAM "hm:usage"
+#define METER_GROUP "flushers"
+
+/* One finished (completed or aborted) request. */
+struct meter_record {
+    int64_t org_id;      /* 0 for anonymous traffic */
+    int64_t key_id;      /* 0 when no key */
+    char network[48];    /* client network (IPv4 /24, IPv6 /48) for anonymous, else "" */
+    char repo[160];      /* "owner/name" (or "datasets/owner/name"), "" when none */
+    char method[8];
+    uint8_t status_class; /* 1..5 */
+    char refused_by[24];  /* "" when admitted, else the policy that refused */
+    uint64_t bytes;       /* body bytes delivered to the client */
+};
+
+/* ---- shipper (meter/shipper.c) --------------------------------------------------------------- */
+struct meter;
+/* Starts the shipper thread for cfg (borrowed for the meter's lifetime). NULL + err on failure;
+ * Redis need not be reachable yet (records wait and are shipped when it is). */
+struct meter *meter_new(const struct hm_config *cfg, char *err, size_t errlen);
+/* Adds one record; thread-safe, never blocks on the network. */
+void meter_record(struct meter *m, const struct meter_record *rec);
+/* True when the last ship attempt reached Redis. */
+bool meter_redis_ok(struct meter *m);
+/* Ships what is left (bounded wait), sends a final heartbeat, stops the thread, frees. */
+void meter_free(struct meter *m);
+
+/* ---- flusher (meter/flusher.c) --------------------------------------------------------------- */
+struct meter_flusher;
+struct meter_flusher *meter_flusher_new(const struct hm_config *cfg, char *err, size_t errlen);
+/* One round: claims/reads up to a few dozen entries (waiting up to block_ms for new ones),
+ * applies each to PostgreSQL and acknowledges it. *applied counts new batches. CM_OK,
+ * CM_UNAVAIL (Redis or PostgreSQL down: nothing acknowledged, retried next round). */
+int meter_flusher_step(struct meter_flusher *f, unsigned block_ms, int *applied, char *err,
+                       size_t errlen);
+/* Runs steps on a thread until meter_flusher_free. */
+int meter_flusher_start(struct meter_flusher *f);
+void meter_flusher_free(struct meter_flusher *f);
+
+/* ---- usage queries (meter/usage_query.c) ----------------------------------------------------- */
+struct meter_usage_query {
+    int64_t org_id;
+    int64_t from, to;       /* unix seconds, from inclusive, to exclusive, aligned */
+    char granularity[8];    /* minute | hour | day | month */
+};
+/* Validates q (CM_INVALID + err for a bad range or granularity) and answers the usage
+ * document of DESIGN.md (without "org"). *out is a new reference the caller decrefs. */
+int meter_usage_query(PGconn *db, const struct meter_usage_query *q, json_t **out, char *err,
+                      size_t errlen);
+/* The pipeline watermark: every request that ended before *unix_s is in PostgreSQL. */
+int meter_complete_until(PGconn *db, int64_t *unix_s, char *err, size_t errlen);
+
+#endif

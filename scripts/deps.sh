@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# scripts/deps.sh — installs the Debian packages hubmeter needs to build, test
+# and run (compiler, libraries, Redis, PostgreSQL, nginx). Idempotent: does
+# nothing when everything is already installed. Never prompts (works in CI).
+# System services are prevented from auto-starting during the install.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential pkg-config
+  libmicrohttpd-dev libcurl4-openssl-dev libhiredis-dev libpq-dev
+  libjansson-dev libssl-dev libcriterion-dev
+  redis-server postgresql nginx-light
+  curl ca-certificates procps
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  if [[ "$status" != "install ok installed" ]]; then
+    missing+=("$pkg")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "deps: all ${#PACKAGES[@]} packages already installed"
+  exit 0
+fi
+
+echo "deps: missing packages: ${missing[*]}"
+
+SUDO=()
+if ((EUID != 0)); then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null </dev/null; then
+    SUDO=(sudo -n)
+  else
+    echo "deps: not root and passwordless sudo is unavailable; run as root:" >&2
+    echo "  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+# Keep the package maintainer scripts from starting system-wide redis,
+# postgresql or nginx instances: the project only uses private instances.
+# Only install our own policy-rc.d when none exists, and remove it afterwards.
+POLICY=/usr/sbin/policy-rc.d
+policy_installed=0
+cleanup() {
+  if ((policy_installed)); then
+    "${SUDO[@]}" rm -f "$POLICY"
+  fi
+}
+trap cleanup EXIT
+if [[ ! -e "$POLICY" ]]; then
+  printf '#!/bin/sh\n# temporary, installed by hubmeter scripts/deps.sh\nexit 101\n' |
+    "${SUDO[@]}" tee "$POLICY" >/dev/null
+  "${SUDO[@]}" chmod 0755 "$POLICY"
+  policy_installed=1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update </dev/null
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+  apt-get install -y --no-install-recommends "${missing[@]}" </dev/null
+echo "deps: installed ${missing[*]}"
