@@ -30,7 +30,7 @@ PGconn *cm_pg_connect(const char *url, char *err, size_t errlen)
     /* connect_timeout bounds a dead server; application_name shows up in pg_stat_activity. */
     /* The session runs in UTC: day and month buckets are UTC calendar ones. */
     const char *keys[] = {"dbname", "connect_timeout", "application_name", "options", NULL};
-    const char *vals[] = {url, "5", "hubmeter", "-c TimeZone=UTC", NULL};
+    const char *vals[] = {url, "5", "hubmeter", "-c TimeZone=UTC -c client_min_messages=warning", NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     if (conn == NULL) {
         cm_copy(err, errlen, "out of memory");

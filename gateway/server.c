@@ -34,7 +34,7 @@ static size_t keep_escaped(void *cls, struct MHD_Connection *c, char *s)
 struct query_builder {
     char *buf;
     size_t len, cap;
-    bool overflow;
+    bool overflow, has_args;
 };
 
 static enum MHD_Result append_arg(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -42,8 +42,8 @@ static enum MHD_Result append_arg(void *cls, enum MHD_ValueKind kind, const char
 {
     (void)kind;
     struct query_builder *q = cls;
-    int n = snprintf(q->buf + q->len, q->cap - q->len, "%s%s%s%s", q->len ? "&" : "?", key,
-                     value ? "=" : "", value ? value : "");
+    int n = snprintf(q->buf + q->len, q->cap - q->len, "%s%s%s%s", q->has_args ? "&" : "?",
+                     key, value ? "=" : "", value ? value : "");
     if (n < 0 || (size_t)n >= q->cap - q->len) {
         q->overflow = true;
         return MHD_NO;
@@ -53,6 +53,7 @@ static enum MHD_Result append_arg(void *cls, enum MHD_ValueKind kind, const char
         if (q->buf[i] == ' ')
             q->buf[i] = '+';
     q->len += (size_t)n;
+    q->has_args = true;
     return MHD_YES;
 }
 
@@ -187,9 +188,9 @@ static struct MHD_Daemon *start_daemon(struct gw *gw)
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     return MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, gw, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw, MHD_OPTION_UNESCAPE_CALLBACK,
-        keep_escaped, NULL, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        flags, 0, NULL, NULL, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        gw, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, cfg->client_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_LISTENING_ADDRESS_REUSE,
