@@ -133,10 +133,13 @@ redis_start() {
       log "redis started on 127.0.0.1:$port"
       return 0
     fi
+    if ((i >= 10)) && ! redis_running; then
+      break # exited early (e.g. port in use)
+    fi
     sleep 0.1
   done
   tail -n 20 "$DIR/redis/redis.log" >&2 2>/dev/null || true
-  die "redis did not answer PING on port $port within ${WAIT_SECS}s"
+  die "redis did not answer PING on port $port, see $DIR/redis/redis.log"
 }
 
 redis_stop() {
@@ -442,6 +445,7 @@ start)
   check_port "$pg_port"
   check_port "$redis_port"
   redis_start "$redis_port"
+  ports_write "$pg_port" "$redis_port"
   PG_PORT=$pg_port
   pg_start "$pg_port"
   ports_write "$PG_PORT" "$redis_port"
