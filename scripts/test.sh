@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# `make test`: starts a private Redis, PostgreSQL and nginx under var/test (separate from
+# `make run`'s var/run), prepares a migrated template database, runs every Criterion suite
+# given as an argument, and stops everything it started, also on failure or interrupt.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$PWD
+dir=$root/var/test
+export HM_PG_PORT=${HM_TEST_PG_PORT:-54339}
+export HM_REDIS_PORT=${HM_TEST_REDIS_PORT:-63809}
+nginx_port=${HM_TEST_NGINX_PORT:-18439}
+
+cleanup() {
+    bash scripts/services.sh nginx-stop "$dir" >/dev/null 2>&1 || true
+    bash scripts/services.sh stop "$dir" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$dir"
+bash scripts/services.sh start "$dir"
+eval "$(bash scripts/services.sh env "$dir")"
+
+# Files the test upstreams serve, laid out like a model repository.
+www=$dir/www
+files=$www/acme/model/resolve/main
+mkdir -p "$files"
+[ -f "$files/model.bin" ] || head -c 3145739 /dev/urandom > "$files/model.bin"
+printf '{"model_type":"demo"}\n' > "$files/config.json"
+printf 'x' > "$files/one.bin"
+: > "$files/empty.bin"
+chmod -R a+rX "$www"
+bash scripts/services.sh nginx-start "$dir" "$nginx_port" "$www" >/dev/null
+
+# A migrated template that every test clones; leftovers of killed runs are dropped.
+admin=$HUBMETER_DATABASE_URL
+template=${admin%/*}/hm_template
+psql -X -q -v ON_ERROR_STOP=1 "$admin" >/dev/null <<'SQL'
+SELECT format('DROP DATABASE %I', datname) FROM pg_database
+ WHERE datname LIKE 'hm\_t\_%' OR datname = 'hm_template' \gexec
+CREATE DATABASE hm_template;
+SQL
+HUBMETER_DATABASE_URL=$template "$root/bin/hubmeter" migrate >/dev/null
+
+export HM_TEST_PG_URL=$admin
+export HM_TEST_REDIS_URL=redis://127.0.0.1:$HM_REDIS_PORT
+export HM_TEST_NGINX_URL=http://127.0.0.1:$nginx_port
+export HM_TEST_WWW=$www
+export HM_TEST_BIN=$root/build/san/hubmeter
+unset HUBMETER_DATABASE_URL HUBMETER_REDIS_URL
+# Sanitizers fail loudly: any report aborts the process with a non-zero status.
+export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:strict_string_checks=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+
+# Criterion counts a test that leaks (or trips a sanitizer in teardown) as passing:
+# its output is scanned, and any sanitizer report or crash fails the suite.
+logs=$dir/logs
+mkdir -p "$logs"
+failed=0
+for suite in "$@"; do
+    name=$(basename "$suite")
+    echo "== $name"
+    status=0
+    "$suite" --jobs 2 --timeout 120 2>&1 | tee "$logs/$name.log" || status=$?
+    if [ "$status" -ne 0 ]; then
+        failed=$((failed + 1))
+    elif grep -Eq 'Sanitizer|runtime error|crashed' "$logs/$name.log"; then
+        echo "$name: a sanitizer report or crash is in its output (see above)" >&2
+        failed=$((failed + 1))
+    fi
+done
+if [ "$failed" -ne 0 ]; then
+    echo "FAILED: $failed of $# suites" >&2
+    exit 1
+fi
+echo "all $# suites passed"

@@ -1,0 +1,341 @@
+/*
+ * Test harness implementation (see harness.h). Test processes are forked per test by
+ * Criterion, so every helper here is process-local and bounded in time.
+ */
+#include "tests/harness.h"
+
+#include <criterion/criterion.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+int64_t th_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *th_env(const char *name)
+{
+    const char *v = getenv(name);
+    cr_assert(v != NULL && *v != '\0', "%s is not set: run the tests with make test", name);
+    return v;
+}
+
+PGconn *th_db_connect(const char *url)
+{
+    PGconn *db = PQconnectdb(url);
+    cr_assert(PQstatus(db) == CONNECTION_OK, "cannot connect to %s: %s", url, PQerrorMessage(db));
+    PQclear(PQexec(db, "SET client_min_messages = warning"));
+    return db;
+}
+
+void th_db_new(char *url, size_t len)
+{
+    static int counter;
+    char name[64], sql[256];
+    snprintf(name, sizeof name, "hm_t_%d_%d", (int)getpid(), ++counter);
+    PGconn *admin = th_db_connect(th_env("HM_TEST_PG_URL"));
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s TEMPLATE hm_template", name);
+    /* CREATE DATABASE ... TEMPLATE fails if another session is copying it: retry briefly. */
+    PGresult *res = NULL;
+    for (int i = 0; i < 50; i++) {
+        PQclear(res);
+        res = PQexec(admin, sql);
+        if (PQresultStatus(res) == PGRES_COMMAND_OK)
+            break;
+        usleep(100 * 1000);
+    }
+    cr_assert(PQresultStatus(res) == PGRES_COMMAND_OK, "%s: %s", sql, PQerrorMessage(admin));
+    PQclear(res);
+    PQfinish(admin);
+    /* Same server and credentials, other database: replace the path of the admin URL. */
+    const char *base = th_env("HM_TEST_PG_URL");
+    const char *slash = strrchr(base, '/');
+    snprintf(url, len, "%.*s/%s", (int)(slash - base), base, name);
+}
+
+char *th_db_value(PGconn *db, const char *sql, int n, const char *const *params)
+{
+    PGresult *res = PQexecParams(db, sql, n, NULL, params, NULL, NULL, 0);
+    cr_assert(PQresultStatus(res) == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(db));
+    char *v = PQntuples(res) > 0 && !PQgetisnull(res, 0, 0) ? strdup(PQgetvalue(res, 0, 0)) : NULL;
+    PQclear(res);
+    return v;
+}
+
+void th_redis_new(char *url, size_t len)
+{
+    const char *base = th_env("HM_TEST_REDIS_URL"); /* redis://127.0.0.1:PORT */
+    char host[64] = "127.0.0.1";
+    int port = atoi(strrchr(base, ':') + 1);
+    redisContext *c = redisConnect(host, port);
+    cr_assert(c != NULL && !c->err, "cannot connect to Redis at %s", base);
+    redisReply *r = redisCommand(c, "INCR hm:test:next-db");
+    cr_assert(r != NULL && r->type == REDIS_REPLY_INTEGER);
+    int db = (int)(r->integer % 63) + 1;
+    freeReplyObject(r);
+    freeReplyObject(redisCommand(c, "SELECT %d", db));
+    freeReplyObject(redisCommand(c, "FLUSHDB"));
+    redisFree(c);
+    snprintf(url, len, "%s/%d", base, db);
+}
+
+/* Builds envp: the process environment plus extra entries (which win). Caller frees. */
+static char **build_env(const char *const *extra)
+{
+    size_t n = 0, m = 0;
+    while (environ[n] != NULL)
+        n++;
+    while (extra != NULL && extra[m] != NULL)
+        m++;
+    char **env = calloc(n + m + 1, sizeof *env);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool overridden = false;
+        const char *eq = strchr(environ[i], '=');
+        size_t kl = eq ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+        for (size_t j = 0; j < m; j++)
+            if (strncmp(extra[j], environ[i], kl) == 0 && extra[j][kl] == '=')
+                overridden = true;
+        if (!overridden)
+            env[k++] = environ[i];
+    }
+    for (size_t j = 0; j < m; j++)
+        env[k++] = (char *)extra[j];
+    return env;
+}
+
+static void slurp(const char *path, char *out, size_t len)
+{
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    size_t n = fread(out, 1, len - 1, f);
+    out[n] = '\0';
+    fclose(f);
+}
+
+void th_hubmeter(struct th_run *r, const char *const *env, const char *const *args)
+{
+    char outp[64], errp[64];
+    snprintf(outp, sizeof outp, "/tmp/hm-test-%d.out", (int)getpid());
+    snprintf(errp, sizeof errp, "/tmp/hm-test-%d.err", (int)getpid());
+    const char *argv[32] = {th_env("HM_TEST_BIN")};
+    size_t n = 1;
+    while (args[n - 1] != NULL && n < 31) {
+        argv[n] = args[n - 1];
+        n++;
+    }
+    argv[n] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    char **envp = build_env(env);
+    pid_t pid;
+    int e = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, envp);
+    free(envp);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert(e == 0, "cannot run %s", argv[0]);
+    int st = 0;
+    int64_t deadline = th_now_ms() + 30000;
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        if (th_now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            cr_assert_fail("hubmeter %s did not finish in 30 s", args[0]);
+        }
+        usleep(10 * 1000);
+    }
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    slurp(outp, r->out, sizeof r->out);
+    slurp(errp, r->err, sizeof r->err);
+    unlink(outp);
+    unlink(errp);
+    cr_assert(strstr(r->err, "Sanitizer") == NULL && strstr(r->err, "runtime error") == NULL,
+              "sanitizer report from hubmeter %s:\n%s", args[0], r->err);
+}
+
+int th_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    cr_assert(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+void th_gateway_start(struct th_gateway *g, const char *const *env)
+{
+    g->port = th_free_port();
+    snprintf(g->base, sizeof g->base, "http://127.0.0.1:%d", g->port);
+    snprintf(g->log, sizeof g->log, "/tmp/hm-gateway-%d-%d.log", (int)getpid(), g->port);
+    char listen[64];
+    snprintf(listen, sizeof listen, "HUBMETER_LISTEN=127.0.0.1:%d", g->port);
+    const char *extra[40] = {listen, "HUBMETER_SHIP_INTERVAL_MS=200"};
+    size_t n = 2;
+    while (env != NULL && env[n - 2] != NULL && n < 39) {
+        extra[n] = env[n - 2];
+        n++;
+    }
+    extra[n] = NULL;
+    const char *argv[] = {th_env("HM_TEST_BIN"), "serve", NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, g->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    char **envp = build_env(extra);
+    int e = posix_spawn(&g->pid, argv[0], &fa, NULL, (char *const *)argv, envp);
+    free(envp);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert(e == 0, "cannot start the gateway");
+    char url[128];
+    snprintf(url, sizeof url, "%s/-/healthz", g->base);
+    int64_t deadline = th_now_ms() + 15000;
+    for (;;) {
+        struct th_response r;
+        th_http("GET", url, NULL, &r);
+        long status = r.status;
+        th_response_free(&r);
+        if (status == 200)
+            return;
+        int st;
+        if (waitpid(g->pid, &st, WNOHANG) == g->pid) {
+            char log[4096];
+            slurp(g->log, log, sizeof log);
+            cr_assert_fail("the gateway exited at start:\n%s", log);
+        }
+        cr_assert(th_now_ms() < deadline, "the gateway did not become healthy in 15 s");
+        usleep(50 * 1000);
+    }
+}
+
+bool th_log_contains(const struct th_gateway *g, const char *text)
+{
+    static char log[1 << 20];
+    slurp(g->log, log, sizeof log);
+    return strstr(log, text) != NULL;
+}
+
+void th_gateway_stop(struct th_gateway *g)
+{
+    if (g->pid <= 0)
+        return;
+    kill(g->pid, SIGTERM);
+    int st = 0;
+    int64_t deadline = th_now_ms() + 20000;
+    while (waitpid(g->pid, &st, WNOHANG) == 0) {
+        if (th_now_ms() > deadline) {
+            kill(g->pid, SIGKILL);
+            waitpid(g->pid, &st, 0);
+            cr_assert_fail("the gateway did not stop within 20 s of SIGTERM");
+        }
+        usleep(20 * 1000);
+    }
+    g->pid = 0;
+    bool sanitizer = th_log_contains(g, "Sanitizer") || th_log_contains(g, "runtime error");
+    static char log[1 << 16];
+    slurp(g->log, log, sizeof log);
+    cr_assert(!sanitizer, "sanitizer report in the gateway's log:\n%s", log);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the gateway exited with status %d:\n%s",
+              st, log);
+}
+
+static size_t collect(char *data, size_t size, size_t n, void *userdata)
+{
+    struct th_response *r = userdata;
+    size_t len = size * n;
+    char *b = realloc(r->body, r->body_len + len + 1);
+    cr_assert(b != NULL);
+    memcpy(b + r->body_len, data, len);
+    r->body = b;
+    r->body_len += len;
+    r->body[r->body_len] = '\0';
+    return len;
+}
+
+static size_t collect_header(char *data, size_t size, size_t n, void *userdata)
+{
+    struct th_response *r = userdata;
+    size_t len = size * n, used = strlen(r->headers);
+    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0)
+        used = 0, r->headers[0] = '\0'; /* keep the final response's headers only */
+    if (used + len < sizeof r->headers) {
+        memcpy(r->headers + used, data, len);
+        r->headers[used + len] = '\0';
+    }
+    return len;
+}
+
+void th_http(const char *method, const char *url, const char *const *headers,
+             struct th_response *resp)
+{
+    memset(resp, 0, sizeof *resp);
+    resp->body = calloc(1, 1);
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+        h = curl_slist_append(h, headers[i]);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+    else if (strcmp(method, "GET") != 0)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
+    else
+        resp->status = 0; /* connection failed or closed early */
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+}
+
+void th_response_free(struct th_response *resp)
+{
+    free(resp->body);
+    resp->body = NULL;
+}
+
+bool th_header(const struct th_response *resp, const char *name, char *out, size_t len)
+{
+    size_t nl = strlen(name);
+    for (const char *line = resp->headers; line != NULL && *line;) {
+        const char *end = strstr(line, "\r\n");
+        if (strncasecmp(line, name, nl) == 0 && line[nl] == ':') {
+            const char *v = line + nl + 1;
+            while (*v == ' ')
+                v++;
+            size_t vl = end ? (size_t)(end - v) : strlen(v);
+            snprintf(out, len, "%.*s", (int)vl, v);
+            return true;
+        }
+        line = end ? end + 2 : NULL;
+    }
+    return false;
+}

@@ -1,0 +1,69 @@
+/*
+ * Test harness shared by the Criterion suites: private databases cloned from the migrated
+ * template, private Redis databases, running the real (sanitized) hubmeter binary as a
+ * CLI or a gateway, a small HTTP client, and bounded polling. Everything talks to the
+ * real servers that scripts/test.sh starts; nothing is mocked.
+ */
+#ifndef HM_TEST_HARNESS_H
+#define HM_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <libpq-fe.h>
+
+/* The value of a HM_TEST_* variable set by scripts/test.sh; aborts the test if missing. */
+const char *th_env(const char *name);
+
+/* A new database cloned from the migrated template; its URL goes into url. */
+void th_db_new(char *url, size_t len);
+PGconn *th_db_connect(const char *url);
+/* Runs a query with text parameters and returns the first column of the first row as a
+ * new string (caller frees), or NULL when there is no row. Fails the test on error. */
+char *th_db_value(PGconn *db, const char *sql, int n, const char *const *params);
+
+/* A Redis database of its own (1..63), flushed; its URL goes into url. */
+void th_redis_new(char *url, size_t len);
+
+struct th_run {
+    int status; /* exit code, or 128 + signal */
+    char out[16384];
+    char err[16384];
+};
+/* Runs the sanitized binary with args (NULL-terminated) and extra "KEY=value" env entries
+ * (NULL-terminated, may be NULL) on top of the harness environment. Bounded to 30 s. */
+void th_hubmeter(struct th_run *r, const char *const *env, const char *const *args);
+
+struct th_gateway {
+    pid_t pid;
+    int port;
+    char base[64]; /* http://127.0.0.1:port */
+    char log[256]; /* its stderr */
+};
+/* Starts `hubmeter serve` with env (NULL-terminated "KEY=value") and waits for /-/healthz. */
+void th_gateway_start(struct th_gateway *g, const char *const *env);
+/* Stops it with SIGTERM; asserts a clean exit and no sanitizer report in its log. */
+void th_gateway_stop(struct th_gateway *g);
+/* True when the gateway log contains text. */
+bool th_log_contains(const struct th_gateway *g, const char *text);
+
+struct th_response {
+    long status;
+    char *body; /* NUL-terminated, malloc'd */
+    size_t body_len;
+    char headers[8192];
+};
+/* Performs one HTTP request (headers NULL-terminated "Name: value", may be NULL). */
+void th_http(const char *method, const char *url, const char *const *headers,
+             struct th_response *resp);
+void th_response_free(struct th_response *resp);
+/* Value of header name in resp (case-insensitive) copied into out; false when absent. */
+bool th_header(const struct th_response *resp, const char *name, char *out, size_t len);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int th_free_port(void);
+int64_t th_now_ms(void);
+
+#endif

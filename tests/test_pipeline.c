@@ -1,0 +1,233 @@
+/*
+ * Integration tests of the usage path against real Redis and PostgreSQL: records go
+ * through the shipper (batches with source-derived ids) into the Redis stream, and the
+ * flusher applies each batch exactly once; usage queries read the result.
+ */
+#include <criterion/criterion.h>
+#include <hiredis/hiredis.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "meter/meter_int.h"
+#include "tests/harness.h"
+
+static struct hm_config cfg;
+
+static void setup(void)
+{
+    char err[256];
+    unsetenv("HUBMETER_DATABASE_URL");
+    cr_assert_eq(cm_config_load(&cfg, NULL, err, sizeof err), CM_OK);
+    th_db_new(cfg.database_url, sizeof cfg.database_url);
+    th_redis_new(cfg.redis_url, sizeof cfg.redis_url);
+    cfg.ship_interval_ms = 100;
+    cm_copy(cfg.instance_id, sizeof cfg.instance_id, "test-gw");
+}
+
+/* Runs flusher steps until pred holds for the database, at most timeout_ms. */
+static void flush_until(struct meter_flusher *f, PGconn *db, const char *sql, const char *want,
+                        int timeout_ms)
+{
+    int64_t deadline = th_now_ms() + timeout_ms;
+    for (;;) {
+        int applied;
+        char err[512];
+        meter_flusher_step(f, 100, &applied, err, sizeof err);
+        char *v = th_db_value(db, sql, 0, NULL);
+        bool ok = v != NULL && strcmp(v, want) == 0;
+        if (!ok && th_now_ms() > deadline)
+            cr_assert_fail("%s gave %s, wanted %s", sql, v ? v : "NULL", want);
+        free(v);
+        if (ok)
+            return;
+    }
+}
+
+static void record(struct meter *m, int64_t org, int64_t key, const char *net, uint64_t bytes,
+                   uint8_t sc)
+{
+    struct meter_record r = {.org_id = org, .key_id = key, .bytes = bytes, .status_class = sc};
+    cm_copy(r.network, sizeof r.network, net);
+    cm_copy(r.repo, sizeof r.repo, "acme/model");
+    cm_copy(r.method, sizeof r.method, "GET");
+    meter_record(m, &r);
+}
+
+Test(pipeline, every_recorded_byte_reaches_postgresql_exactly_once, .init = setup)
+{
+    char err[256];
+    struct meter *m = meter_new(&cfg, err, sizeof err);
+    cr_assert(m != NULL, "%s", err);
+    uint64_t want = 0;
+    for (int i = 0; i < 500; i++) {
+        record(m, 1, 1, "", 1000003ull * (uint64_t)i, 2);
+        want += 1000003ull * (uint64_t)i;
+        if (i % 100 == 0)
+            usleep(150 * 1000); /* spread over several batches */
+    }
+    record(m, 0, 0, "192.0.2.0/24", 77, 2);
+    record(m, 1, 1, "", 0, 4);
+    meter_free(m);
+
+    PGconn *db = th_db_connect(cfg.database_url);
+    struct meter_flusher *f = meter_flusher_new(&cfg, err, sizeof err);
+    char sql[256], expect[64];
+    snprintf(expect, sizeof expect, "%llu|501", (unsigned long long)want);
+    snprintf(sql, sizeof sql, "SELECT sum(bytes) || '|' || sum(requests) FROM usage_minute"
+                              " WHERE org_id = 1");
+    flush_until(f, db, sql, expect, 10000);
+    char *anon = th_db_value(db, "SELECT bytes::text FROM usage_minute WHERE org_id IS NULL"
+                                 " AND network = '192.0.2.0/24'", 0, NULL);
+    cr_assert_str_eq(anon, "77");
+    free(anon);
+    char *refused = th_db_value(db, "SELECT requests::text FROM usage_minute WHERE"
+                                    " status_class = 4", 0, NULL);
+    cr_assert_str_eq(refused, "1");
+    free(refused);
+    /* Batch ids are derived at the source: instance, boot, sequence. */
+    char *ids = th_db_value(db, "SELECT count(*) FILTER (WHERE batch_id LIKE 'test-gw:%:%')"
+                                " = count(*) AND count(*) >= 2 FROM applied_batches", 0, NULL);
+    cr_assert_str_eq(ids, "t");
+    free(ids);
+    /* The gateway stopped cleanly: its watermark says so. */
+    flush_until(f, db, "SELECT bool_or(running)::text FROM gateway_watermarks", "false", 5000);
+    meter_flusher_free(f);
+    PQfinish(db);
+}
+
+static redisContext *redis_for(const char *url)
+{
+    char err[256];
+    redisContext *c = meter_redis_connect(url, 2000, err, sizeof err);
+    cr_assert(c != NULL, "%s", err);
+    return c;
+}
+
+Test(pipeline, a_batch_delivered_twice_is_applied_once, .init = setup)
+{
+    const char *body = "{\"v\":1,\"id\":\"gw-x:1:1\",\"source\":\"gw-x:1\",\"cutoff\":1793491300000,"
+                       "\"rows\":[{\"m\":1793491200,\"org\":5,\"key\":9,\"net\":null,"
+                       "\"repo\":\"a/b\",\"method\":\"GET\",\"sc\":2,\"refused\":\"\","
+                       "\"req\":3,\"bytes\":4096}]}";
+    redisContext *c = redis_for(cfg.redis_url);
+    for (int i = 0; i < 2; i++) /* a re-ship after a lost reply looks exactly like this */
+        freeReplyObject(redisCommand(c, "XADD " METER_STREAM " * type batch id gw-x:1:1 body %s",
+                                     body));
+    char err[256];
+    struct meter_flusher *f = meter_flusher_new(&cfg, err, sizeof err);
+    PGconn *db = th_db_connect(cfg.database_url);
+    flush_until(f, db, "SELECT count(*)::text FROM applied_batches", "1", 5000);
+    int applied = 0;
+    for (int i = 0; i < 3; i++)
+        meter_flusher_step(f, 50, &applied, err, sizeof err);
+    char *v = th_db_value(db, "SELECT bytes || '|' || requests FROM usage_minute", 0, NULL);
+    cr_assert_str_eq(v, "4096|3");
+    free(v);
+    redisReply *p = redisCommand(c, "XPENDING " METER_STREAM " " METER_GROUP);
+    cr_assert_eq(p->element[0]->integer, 0, "both entries are acknowledged");
+    freeReplyObject(p);
+    redisFree(c);
+    meter_flusher_free(f);
+    PQfinish(db);
+}
+
+Test(pipeline, a_malformed_entry_is_set_aside_not_lost_and_does_not_block, .init = setup)
+{
+    redisContext *c = redis_for(cfg.redis_url);
+    freeReplyObject(redisCommand(c, "XADD " METER_STREAM " * type batch id bad body %s", "{nope"));
+    freeReplyObject(redisCommand(
+        c, "XADD " METER_STREAM " * type batch id gw-y:1:1 body %s",
+        "{\"v\":1,\"id\":\"gw-y:1:1\",\"source\":\"gw-y:1\",\"cutoff\":1,\"rows\":[]}"));
+    char err[256];
+    struct meter_flusher *f = meter_flusher_new(&cfg, err, sizeof err);
+    PGconn *db = th_db_connect(cfg.database_url);
+    flush_until(f, db, "SELECT count(*)::text FROM applied_batches", "1", 5000);
+    redisReply *r = redisCommand(c, "XLEN " METER_STREAM ":dead");
+    cr_assert_eq(r->integer, 1);
+    freeReplyObject(r);
+    redisFree(c);
+    meter_flusher_free(f);
+    PQfinish(db);
+}
+
+Test(pipeline, the_flusher_waits_for_redis_and_reports_it_unavailable, .init = setup)
+{
+    cm_copy(cfg.redis_url, sizeof cfg.redis_url, "redis://127.0.0.1:1/0");
+    char err[256];
+    struct meter_flusher *f = meter_flusher_new(&cfg, err, sizeof err);
+    int applied;
+    cr_assert_eq(meter_flusher_step(f, 10, &applied, err, sizeof err), CM_UNAVAIL);
+    cr_assert(strstr(err, "Redis") != NULL, "%s", err);
+    meter_flusher_free(f);
+}
+
+static void insert_usage(PGconn *db, const char *bucket, const char *org, const char *bytes,
+                         const char *refused)
+{
+    const char *params[] = {bucket, org, bytes, refused};
+    PQclear(PQexecParams(db, "SELECT hm_usage_partition($1::timestamptz)", 1, NULL, params, NULL,
+                         NULL, 0));
+    PGresult *res = PQexecParams(db,
+                                 "INSERT INTO usage_minute (bucket, org_id, key_id, repo, method,"
+                                 " status_class, refused_by, requests, bytes) VALUES ($1, $2, 1,"
+                                 " 'a/b', 'GET', 2, $4, 2, $3)",
+                                 4, NULL, params, NULL, NULL, 0);
+    cr_assert_eq(PQresultStatus(res), PGRES_COMMAND_OK, "%s", PQerrorMessage(db));
+    PQclear(res);
+}
+
+Test(usage_query, series_and_totals_cover_the_range_by_granularity, .init = setup)
+{
+    PGconn *db = th_db_connect(cfg.database_url);
+    insert_usage(db, "2026-10-31T23:59:00Z", "3", "1", ""); /* before the range */
+    insert_usage(db, "2026-11-01T00:00:00Z", "3", "100", "");
+    insert_usage(db, "2026-11-01T13:07:00Z", "3", "200", "");
+    insert_usage(db, "2026-11-03T08:00:00Z", "3", "0", "requests");
+    insert_usage(db, "2026-11-03T09:00:00Z", "4", "999", ""); /* another org */
+    insert_usage(db, "2026-12-01T00:00:00Z", "3", "1", "");   /* after the range */
+    struct meter_usage_query q = {.org_id = 3, .granularity = "day"};
+    cm_time_parse("2026-11-01T00:00:00Z", 20, &q.from);
+    cm_time_parse("2026-12-01T00:00:00Z", 20, &q.to);
+    json_t *doc;
+    char err[256];
+    cr_assert_eq(meter_usage_query(db, &q, &doc, err, sizeof err), CM_OK, "%s", err);
+    json_t *totals = json_object_get(doc, "totals");
+    cr_assert_eq(json_integer_value(json_object_get(totals, "bytes")), 300);
+    cr_assert_eq(json_integer_value(json_object_get(totals, "requests")), 6);
+    cr_assert_eq(json_integer_value(json_object_get(totals, "refused")), 2);
+    json_t *series = json_object_get(doc, "series");
+    cr_assert_eq(json_array_size(series), 30, "one point per day of November");
+    json_t *d1 = json_array_get(series, 0), *d3 = json_array_get(series, 2);
+    cr_assert_str_eq(json_string_value(json_object_get(d1, "start")), "2026-11-01T00:00:00Z");
+    cr_assert_eq(json_integer_value(json_object_get(d1, "bytes")), 300);
+    cr_assert_eq(json_integer_value(json_object_get(d3, "refused")), 2);
+    cr_assert(json_is_string(json_object_get(doc, "complete_until")));
+    json_decref(doc);
+
+    cm_copy(q.granularity, sizeof q.granularity, "month");
+    cr_assert_eq(meter_usage_query(db, &q, &doc, err, sizeof err), CM_OK, "%s", err);
+    cr_assert_eq(json_array_size(json_object_get(doc, "series")), 1);
+    json_decref(doc);
+    PQfinish(db);
+}
+
+Test(usage_query, bad_ranges_are_refused_with_a_reason, .init = setup)
+{
+    PGconn *db = th_db_connect(cfg.database_url);
+    json_t *doc;
+    char err[256];
+    struct meter_usage_query q = {.org_id = 1, .granularity = "week"};
+    cm_time_parse("2026-11-01T00:00:00Z", 20, &q.from);
+    cm_time_parse("2026-12-01T00:00:00Z", 20, &q.to);
+    cr_assert_eq(meter_usage_query(db, &q, &doc, err, sizeof err), CM_INVALID);
+    cm_copy(q.granularity, sizeof q.granularity, "minute"); /* 43200 buckets */
+    cr_assert_eq(meter_usage_query(db, &q, &doc, err, sizeof err), CM_INVALID);
+    cr_assert(strstr(err, "buckets") != NULL, "%s", err);
+    cm_copy(q.granularity, sizeof q.granularity, "hour");
+    q.from += 30;
+    cr_assert_eq(meter_usage_query(db, &q, &doc, err, sizeof err), CM_INVALID);
+    cr_assert(strstr(err, "aligned") != NULL, "%s", err);
+    q.from = q.to;
+    cr_assert_eq(meter_usage_query(db, &q, &doc, err, sizeof err), CM_INVALID);
+    PQfinish(db);
+}

@@ -1,0 +1,271 @@
+/*
+ * Unit tests for pure code: configuration, time, key format, credentials, request facts
+ * and per-minute aggregation. No servers needed.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/common.h"
+#include "gateway/gw_int.h"
+#include "meter/meter_int.h"
+#include "registry/registry.h"
+
+static void clear_env(void)
+{
+    static const char *const keys[] = {"HUBMETER_LISTEN", "HUBMETER_UPSTREAM",
+                                       "HUBMETER_KEY_PREFIX", "HUBMETER_FLUSHER",
+                                       "HUBMETER_MAX_CONNECTIONS", "HUBMETER_DATABASE_URL"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        unsetenv(keys[i]);
+}
+
+Test(config, defaults_match_the_documented_contract, .init = clear_env)
+{
+    struct hm_config cfg;
+    char err[256];
+    cr_assert_eq(cm_config_load(&cfg, NULL, err, sizeof err), CM_OK);
+    cr_assert_str_eq(cfg.listen_host, "127.0.0.1");
+    cr_assert_eq(cfg.listen_port, 8080);
+    cr_assert_eq(cfg.admin_port, 8081);
+    cr_assert_str_eq(cfg.key_prefix, "hm_");
+    cr_assert(cfg.run_flusher);
+}
+
+Test(config, a_bad_value_is_rejected_with_the_key_named, .init = clear_env)
+{
+    struct hm_config cfg;
+    char err[256];
+    setenv("HUBMETER_LISTEN", "localhost", 1);
+    cr_assert_eq(cm_config_load(&cfg, NULL, err, sizeof err), CM_INVALID);
+    cr_assert(strstr(err, "HUBMETER_LISTEN") != NULL, "%s", err);
+    setenv("HUBMETER_LISTEN", "127.0.0.1:99999", 1);
+    cr_assert_eq(cm_config_load(&cfg, NULL, err, sizeof err), CM_INVALID);
+    unsetenv("HUBMETER_LISTEN");
+    setenv("HUBMETER_UPSTREAM", "ftp://example", 1);
+    cr_assert_eq(cm_config_load(&cfg, NULL, err, sizeof err), CM_INVALID);
+    cr_assert(strstr(err, "HUBMETER_UPSTREAM") != NULL, "%s", err);
+    setenv("HUBMETER_UPSTREAM", "file://relative", 1);
+    cr_assert_eq(cm_config_load(&cfg, NULL, err, sizeof err), CM_INVALID);
+    unsetenv("HUBMETER_UPSTREAM");
+    setenv("HUBMETER_MAX_CONNECTIONS", "12abc", 1);
+    cr_assert_eq(cm_config_load(&cfg, NULL, err, sizeof err), CM_INVALID);
+    cr_assert(strstr(err, "HUBMETER_MAX_CONNECTIONS") != NULL, "%s", err);
+}
+
+Test(config, secret_values_never_appear_in_errors, .init = clear_env)
+{
+    struct hm_config cfg;
+    char err[4096];
+    char big[2000];
+    memset(big, 'S', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    setenv("HUBMETER_DATABASE_URL", big, 1);
+    cr_assert_eq(cm_config_load(&cfg, NULL, err, sizeof err), CM_INVALID);
+    cr_assert(strstr(err, "SSSS") == NULL, "%s", err);
+}
+
+Test(config, a_config_file_adds_keys_and_the_environment_wins, .init = clear_env)
+{
+    char path[] = "/tmp/hm-config-XXXXXX";
+    int fd = mkstemp(path);
+    const char text[] = "# comment\nHUBMETER_UPSTREAM=http://127.0.0.1:9/base/\n"
+                        "HUBMETER_LISTEN=127.0.0.1:9000\nHUBMETER_FLUSHER=off\n";
+    cr_assert_eq(write(fd, text, sizeof text - 1), (ssize_t)(sizeof text - 1));
+    close(fd);
+    setenv("HUBMETER_LISTEN", "[::1]:9001", 1);
+    struct hm_config cfg;
+    char err[256];
+    cr_assert_eq(cm_config_load(&cfg, path, err, sizeof err), CM_OK, "%s", err);
+    cr_assert_str_eq(cfg.upstream, "http://127.0.0.1:9/base");
+    cr_assert_str_eq(cfg.listen_host, "::1");
+    cr_assert_eq(cfg.listen_port, 9001);
+    cr_assert(!cfg.run_flusher);
+    FILE *f = fopen(path, "a");
+    fputs("HUBMETER_NOPE=1\n", f);
+    fclose(f);
+    cr_assert_eq(cm_config_load(&cfg, path, err, sizeof err), CM_INVALID);
+    cr_assert(strstr(err, ":5:") != NULL, "the error names the line: %s", err);
+    unlink(path);
+}
+
+Test(time, rfc3339_round_trips_and_rejects_garbage)
+{
+    int64_t t;
+    cr_assert_eq(cm_time_parse("2026-11-01T00:00:00Z", 20, &t), CM_OK);
+    cr_assert_eq(t, 1793491200);
+    char buf[32];
+    cm_time_format(t, buf, sizeof buf);
+    cr_assert_str_eq(buf, "2026-11-01T00:00:00Z");
+    cr_assert_eq(cm_time_parse("2026-11-01T02:00:00+02:00", 25, &t), CM_OK);
+    cr_assert_eq(t, 1793491200);
+    cr_assert_eq(cm_time_parse("2026-11-01T00:00:00.123Z", 24, &t), CM_OK);
+    cr_assert_eq(cm_time_parse("2026-02-29T00:00:00Z", 20, &t), CM_INVALID);
+    cr_assert_eq(cm_time_parse("2026-13-01T00:00:00Z", 20, &t), CM_INVALID);
+    cr_assert_eq(cm_time_parse("yesterday", 9, &t), CM_INVALID);
+    cr_assert_eq(cm_time_parse("2026-11-01T00:00:00", 19, &t), CM_INVALID);
+}
+
+Test(time, month_boundaries_are_utc_calendar_months)
+{
+    int64_t t;
+    cm_time_parse("2026-12-31T23:59:59Z", 20, &t);
+    int64_t start = cm_month_start(t);
+    char buf[32];
+    cm_time_format(start, buf, sizeof buf);
+    cr_assert_str_eq(buf, "2026-12-01T00:00:00Z");
+    cm_time_format(cm_month_next(start), buf, sizeof buf);
+    cr_assert_str_eq(buf, "2027-01-01T00:00:00Z");
+}
+
+Test(keys, generated_keys_carry_the_prefix_and_pass_their_checksum)
+{
+    char a[REG_KEY_MAX], b[REG_KEY_MAX];
+    cr_assert_eq(reg_key_generate("hf_", a, sizeof a), CM_OK);
+    cr_assert_eq(reg_key_generate("hf_", b, sizeof b), CM_OK);
+    cr_assert_eq(strncmp(a, "hf_", 3), 0);
+    cr_assert_eq(strlen(a), 3 + REG_KEY_BODY + REG_KEY_CHECK);
+    cr_assert_str_neq(a, b);
+    cr_assert_eq(reg_key_check("hf_", a, strlen(a)), CM_OK);
+    cr_assert_eq(reg_key_check("hm_", a, strlen(a)), CM_INVALID);
+}
+
+Test(keys, a_typo_or_truncation_is_caught_without_a_lookup)
+{
+    char k[REG_KEY_MAX];
+    reg_key_generate("hm_", k, sizeof k);
+    size_t n = strlen(k);
+    cr_assert_eq(reg_key_check("hm_", k, n - 1), CM_INVALID);
+    for (size_t i = 3; i < n; i++) {
+        char typo[REG_KEY_MAX];
+        memcpy(typo, k, n + 1);
+        typo[i] = typo[i] == 'a' ? 'b' : 'a';
+        cr_assert_eq(reg_key_check("hm_", typo, n), CM_INVALID, "typo at %zu accepted", i);
+    }
+    char display[32];
+    reg_key_display("hm_", k, display, sizeof display);
+    cr_assert_eq(strlen(display), 3 + REG_KEY_DISPLAY);
+    cr_assert_eq(strncmp(display, k, strlen(display)), 0);
+}
+
+Test(credentials, bearer_basic_and_x_api_key_yield_the_key)
+{
+    char key[80];
+    const char *why;
+    cr_assert_eq(gw_credential_parse("Bearer hm_abc", NULL, key, sizeof key, &why), GW_CRED_KEY);
+    cr_assert_str_eq(key, "hm_abc");
+    cr_assert_eq(gw_credential_parse("bearer   hm_abc", NULL, key, sizeof key, &why),
+                 GW_CRED_KEY);
+    /* base64("git:hm_abc") */
+    cr_assert_eq(gw_credential_parse("Basic Z2l0OmhtX2FiYw==", NULL, key, sizeof key, &why),
+                 GW_CRED_KEY);
+    cr_assert_str_eq(key, "hm_abc");
+    /* base64("hm_abc:") — the key as user name, empty password */
+    cr_assert_eq(gw_credential_parse("Basic aG1fYWJjOg==", NULL, key, sizeof key, &why),
+                 GW_CRED_KEY);
+    cr_assert_str_eq(key, "hm_abc");
+    cr_assert_eq(gw_credential_parse(NULL, "hm_xyz", key, sizeof key, &why), GW_CRED_KEY);
+    cr_assert_str_eq(key, "hm_xyz");
+    cr_assert_eq(gw_credential_parse(NULL, NULL, key, sizeof key, &why), GW_CRED_NONE);
+}
+
+Test(credentials, malformed_headers_are_reported_not_ignored)
+{
+    char key[80];
+    const char *why = NULL;
+    const char *bad[] = {"Bearer", "Bearer ", "Bearer a b", "Digest abc", "Basic !!!",
+                         "Basic aGVsbG8=" /* no colon */, "Token x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(gw_credential_parse(bad[i], NULL, key, sizeof key, &why),
+                     GW_CRED_MALFORMED, "%s accepted", bad[i]);
+        cr_assert(why != NULL && *why != '\0');
+    }
+}
+
+Test(request_facts, client_networks_are_slash24_and_slash48)
+{
+    char ip[64], net[64];
+    struct sockaddr_in s4 = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "203.0.113.77", &s4.sin_addr);
+    gw_client_network((struct sockaddr *)&s4, ip, sizeof ip, net, sizeof net);
+    cr_assert_str_eq(ip, "203.0.113.77");
+    cr_assert_str_eq(net, "203.0.113.0/24");
+    struct sockaddr_in6 s6 = {.sin6_family = AF_INET6};
+    inet_pton(AF_INET6, "2001:db8:abcd:12::1", &s6.sin6_addr);
+    gw_client_network((struct sockaddr *)&s6, ip, sizeof ip, net, sizeof net);
+    cr_assert_str_eq(net, "2001:db8:abcd::/48");
+    inet_pton(AF_INET6, "::ffff:198.51.100.9", &s6.sin6_addr);
+    gw_client_network((struct sockaddr *)&s6, ip, sizeof ip, net, sizeof net);
+    cr_assert_str_eq(net, "198.51.100.0/24");
+}
+
+Test(request_facts, repositories_are_found_in_hub_paths)
+{
+    char repo[160];
+    gw_repo_from_path("/acme/llm-7b/resolve/main/model.safetensors", repo, sizeof repo);
+    cr_assert_str_eq(repo, "acme/llm-7b");
+    gw_repo_from_path("/api/models/acme/llm-7b/revision/main", repo, sizeof repo);
+    cr_assert_str_eq(repo, "acme/llm-7b");
+    gw_repo_from_path("/datasets/org/data.v2/resolve/main/x.parquet", repo, sizeof repo);
+    cr_assert_str_eq(repo, "datasets/org/data.v2");
+    gw_repo_from_path("/api/whoami-v2", repo, sizeof repo);
+    cr_assert_str_eq(repo, "");
+    gw_repo_from_path("/../etc/passwd", repo, sizeof repo);
+    cr_assert_str_eq(repo, "");
+    gw_repo_from_path("/a%20b/c/resolve/x", repo, sizeof repo);
+    cr_assert_str_eq(repo, "");
+}
+
+Test(request_facts, percent_decoding_refuses_bad_escapes_and_nul)
+{
+    char out[32];
+    cr_assert_eq(gw_percent_decode("a%2Fb%20c", out, sizeof out), CM_OK);
+    cr_assert_str_eq(out, "a/b c");
+    cr_assert_eq(gw_percent_decode("a%2", out, sizeof out), CM_INVALID);
+    cr_assert_eq(gw_percent_decode("a%00b", out, sizeof out), CM_INVALID);
+    cr_assert_eq(gw_percent_decode("%zz", out, sizeof out), CM_INVALID);
+}
+
+Test(aggregate, records_of_one_minute_and_identity_add_up)
+{
+    struct meter_agg *a = meter_agg_new();
+    struct meter_record r = {.org_id = 7, .key_id = 3, .repo = "acme/m", .method = "GET",
+                             .status_class = 2, .bytes = 100};
+    for (int i = 0; i < 1000; i++)
+        cr_assert_eq(meter_agg_add(a, &r, 1793491200 + (i % 60)), CM_OK);
+    r.status_class = 4;
+    r.bytes = 0;
+    meter_agg_add(a, &r, 1793491200);
+    struct meter_record anon = {.network = "10.1.2.0/24", .method = "GET", .status_class = 2,
+                                .bytes = 5};
+    meter_agg_add(a, &anon, 1793491260); /* next minute */
+    cr_assert_eq(meter_agg_rows(a), 3);
+    json_t *rows = meter_agg_to_json(a);
+    json_int_t bytes = 0, reqs = 0;
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        bytes += json_integer_value(json_object_get(row, "bytes"));
+        reqs += json_integer_value(json_object_get(row, "req"));
+        if (json_is_null(json_object_get(row, "org")))
+            cr_assert_str_eq(json_string_value(json_object_get(row, "net")), "10.1.2.0/24");
+    }
+    cr_assert_eq(bytes, 100005);
+    cr_assert_eq(reqs, 1002);
+    json_decref(rows);
+    meter_agg_free(a);
+}
+
+Test(aggregate, many_distinct_rows_grow_the_table)
+{
+    struct meter_agg *a = meter_agg_new();
+    for (int i = 0; i < 5000; i++) {
+        struct meter_record r = {.org_id = i + 1, .method = "GET", .status_class = 2, .bytes = 1};
+        cr_assert_eq(meter_agg_add(a, &r, 1793491200), CM_OK);
+        cr_assert_eq(meter_agg_add(a, &r, 1793491200), CM_OK);
+    }
+    cr_assert_eq(meter_agg_rows(a), 5000);
+    meter_agg_free(a);
+}
