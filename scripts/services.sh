@@ -376,7 +376,11 @@ events {
 http {
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
-    access_log "$ndir/access.log";
+    # What the upstream received, for tests: credentials must never arrive here.
+    log_format upstream_view '\$request \$status \$body_bytes_sent '
+                             'auth="\$http_authorization" xkey="\$http_x_api_key" '
+                             'xff="\$http_x_forwarded_for" via="\$http_via"';
+    access_log "$ndir/access.log" upstream_view;
     sendfile on;
     tcp_nopush on;
     etag on;

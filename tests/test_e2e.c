@@ -1,0 +1,387 @@
+/*
+ * End-to-end tests: the real (sanitized) hubmeter binary serving downloads from a file://
+ * tree and from a real nginx, with real Redis and PostgreSQL behind it. What a client
+ * sees (bytes, headers, JSON errors) and what the usage API reports afterwards.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+
+static char db_url[512], redis_url[256];
+static char env_db[600], env_redis[300], env_up[600];
+static char key[128], auth[200];
+static struct th_gateway gw;
+
+static void last_line(const char *out, char *line, size_t len)
+{
+    size_t n = strlen(out);
+    while (n > 0 && out[n - 1] == '\n')
+        n--;
+    size_t start = n;
+    while (start > 0 && out[start - 1] != '\n')
+        start--;
+    snprintf(line, len, "%.*s", (int)(n - start), out + start);
+}
+
+/* A fresh database and Redis, an org "acme" with a key, and a gateway for upstream. */
+static void start(const char *upstream)
+{
+    th_db_new(db_url, sizeof db_url);
+    th_redis_new(redis_url, sizeof redis_url);
+    snprintf(env_db, sizeof env_db, "HUBMETER_DATABASE_URL=%s", db_url);
+    snprintf(env_redis, sizeof env_redis, "HUBMETER_REDIS_URL=%s", redis_url);
+    snprintf(env_up, sizeof env_up, "HUBMETER_UPSTREAM=%s", upstream);
+    const char *env[] = {env_db, env_redis, env_up, NULL};
+    struct th_run r;
+    th_hubmeter(&r, env, (const char *[]){"orgs", "create", "acme", "--class", "commercial", NULL});
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_hubmeter(&r, env, (const char *[]){"keys", "create", "acme", NULL});
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    last_line(r.out, key, sizeof key);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+    th_gateway_start(&gw, env);
+}
+
+static void start_file(void)
+{
+    char up[512];
+    snprintf(up, sizeof up, "file://%s", th_env("HM_TEST_WWW"));
+    start(up);
+}
+
+static void start_nginx(void) { start(th_env("HM_TEST_NGINX_URL")); }
+
+static void stop(void)
+{
+    th_gateway_stop(&gw);
+    cr_assert(!th_log_contains(&gw, key), "the API key must never appear in the log");
+}
+
+static char *read_file(const char *rel, size_t *len)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", th_env("HM_TEST_WWW"), rel);
+    FILE *f = fopen(path, "rb");
+    cr_assert(f != NULL, "%s", path);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc(*len + 1);
+    cr_assert_eq(fread(buf, 1, *len, f), *len);
+    fclose(f);
+    return buf;
+}
+
+static void url(char *out, size_t len, const char *path)
+{
+    snprintf(out, len, "%s%s", gw.base, path);
+}
+
+/* Asserts resp is a JSON error with status and code. */
+static void assert_error(struct th_response *resp, long status, const char *code)
+{
+    cr_assert_eq(resp->status, status, "status %ld, body %s", resp->status, resp->body);
+    char ct[128];
+    cr_assert(th_header(resp, "Content-Type", ct, sizeof ct));
+    cr_assert_str_eq(ct, "application/json");
+    json_t *doc = json_loads(resp->body, 0, NULL);
+    cr_assert(doc != NULL, "not JSON: %s", resp->body);
+    json_t *err = json_object_get(doc, "error");
+    cr_assert_str_eq(json_string_value(json_object_get(err, "code")), code);
+    cr_assert(json_string_length(json_object_get(err, "message")) > 0);
+    json_decref(doc);
+}
+
+/* Polls the usage API with the key until totals match, at most 15 s. */
+static void assert_usage_becomes(json_int_t bytes, json_int_t requests)
+{
+    char u[256];
+    url(u, sizeof u, "/-/v1/usage");
+    const char *h[] = {auth, NULL};
+    int64_t deadline = th_now_ms() + 15000;
+    json_int_t got_bytes = -1, got_requests = -1;
+    while (th_now_ms() < deadline) {
+        struct th_response r;
+        th_http("GET", u, h, &r);
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        json_t *doc = json_loads(r.body, 0, NULL);
+        cr_assert_str_eq(json_string_value(json_object_get(doc, "org")), "acme");
+        json_t *totals = json_object_get(doc, "totals");
+        got_bytes = json_integer_value(json_object_get(totals, "bytes"));
+        got_requests = json_integer_value(json_object_get(totals, "requests"));
+        json_decref(doc);
+        th_response_free(&r);
+        if (got_bytes == bytes && got_requests == requests)
+            return;
+        cr_assert(got_bytes <= bytes && got_requests <= requests,
+                  "usage overshot: %lld bytes, %lld requests", (long long)got_bytes,
+                  (long long)got_requests);
+        usleep(100 * 1000);
+    }
+    cr_assert_fail("usage shows %lld bytes / %lld requests, wanted %lld / %lld",
+                   (long long)got_bytes, (long long)got_requests, (long long)bytes,
+                   (long long)requests);
+}
+
+#define MODEL "acme/model/resolve/main/model.bin"
+
+Test(e2e_file, a_keyed_download_is_exact_and_its_bytes_show_in_usage, .init = start_file,
+     .fini = stop)
+{
+    size_t len;
+    char *want = read_file(MODEL, &len);
+    char u[256];
+    url(u, sizeof u, "/" MODEL);
+    const char *h[] = {auth, NULL};
+    struct th_response r;
+    th_http("GET", u, h, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, len);
+    cr_assert(memcmp(r.body, want, len) == 0, "the body differs from the file");
+    th_response_free(&r);
+    free(want);
+    url(u, sizeof u, "/acme/model/resolve/main/config.json");
+    th_http("GET", u, h, &r);
+    cr_assert_eq(r.status, 200);
+    size_t config_len = r.body_len;
+    th_response_free(&r);
+    assert_usage_becomes((json_int_t)(len + config_len), 2);
+}
+
+Test(e2e_file, anonymous_downloads_work_and_are_recorded_by_network, .init = start_file,
+     .fini = stop)
+{
+    char u[256];
+    url(u, sizeof u, "/acme/model/resolve/main/one.bin");
+    struct th_response r;
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "x");
+    th_response_free(&r);
+    PGconn *db = th_db_connect(db_url);
+    int64_t deadline = th_now_ms() + 15000;
+    char *v = NULL;
+    while (th_now_ms() < deadline) {
+        free(v);
+        v = th_db_value(db, "SELECT sum(bytes) || '|' || sum(requests) FROM usage_minute"
+                            " WHERE org_id IS NULL AND network = '127.0.0.0/24'"
+                            " AND repo = 'acme/model'", 0, NULL);
+        if (v != NULL && strcmp(v, "1|1") == 0)
+            break;
+        usleep(100 * 1000);
+    }
+    cr_assert(v != NULL && strcmp(v, "1|1") == 0, "anonymous usage: %s", v ? v : "none");
+    free(v);
+    PQfinish(db);
+}
+
+Test(e2e_file, bad_credentials_and_paths_get_json_errors, .init = start_file, .fini = stop)
+{
+    char u[256];
+    struct th_response r;
+    url(u, sizeof u, "/" MODEL);
+    char typo[200];
+    snprintf(typo, sizeof typo, "%s", auth);
+    typo[strlen(typo) - 1] = typo[strlen(typo) - 1] == 'A' ? 'B' : 'A';
+    th_http("GET", u, (const char *[]){typo, NULL}, &r);
+    assert_error(&r, 401, "invalid_key");
+    char www[128];
+    cr_assert(th_header(&r, "WWW-Authenticate", www, sizeof www));
+    th_response_free(&r);
+    /* A well-formed key that does not exist. */
+    th_http("GET", u, (const char *[]){"X-Api-Key: hm_00000000000000000000000000000000000000", NULL},
+            &r);
+    cr_assert_eq(r.status, 401);
+    th_response_free(&r);
+    th_http("GET", u, (const char *[]){"Authorization: Bearer", NULL}, &r);
+    assert_error(&r, 400, "malformed_authorization");
+    th_response_free(&r);
+    th_http("GET", u, (const char *[]){"Authorization: Digest abc", NULL}, &r);
+    assert_error(&r, 400, "malformed_authorization");
+    th_response_free(&r);
+    url(u, sizeof u, "/-/v1/nothing");
+    th_http("GET", u, NULL, &r);
+    assert_error(&r, 404, "not_found");
+    th_response_free(&r);
+    url(u, sizeof u, "/-/v1/usage");
+    th_http("GET", u, NULL, &r);
+    assert_error(&r, 401, "authentication_required");
+    th_response_free(&r);
+    const char *h[] = {auth, NULL};
+    url(u, sizeof u, "/-/v1/usage?granularity=fortnight");
+    th_http("GET", u, h, &r);
+    assert_error(&r, 400, "bad_range");
+    th_response_free(&r);
+    url(u, sizeof u, "/-/v1/usage?from=yesterday");
+    th_http("GET", u, h, &r);
+    assert_error(&r, 400, "bad_parameter");
+    th_response_free(&r);
+    url(u, sizeof u, "/acme/model/resolve/main/missing.bin");
+    th_http("GET", u, h, &r);
+    assert_error(&r, 404, "not_found");
+    th_response_free(&r);
+    url(u, sizeof u, "/acme/../../etc/passwd");
+    th_http("GET", u, h, &r);
+    cr_assert(r.status == 400 || r.status == 404, "%ld", r.status);
+    th_response_free(&r);
+    url(u, sizeof u, "/" MODEL);
+    th_http("DELETE", u, h, &r);
+    assert_error(&r, 405, "method_not_allowed");
+    th_response_free(&r);
+}
+
+Test(e2e_file, a_revoked_key_is_refused_within_seconds, .init = start_file, .fini = stop)
+{
+    char u[256];
+    url(u, sizeof u, "/acme/model/resolve/main/one.bin");
+    const char *h[] = {auth, NULL};
+    struct th_response r;
+    th_http("GET", u, h, &r);
+    cr_assert_eq(r.status, 200);
+    th_response_free(&r);
+    const char *env[] = {env_db, NULL};
+    struct th_run run;
+    char display[16];
+    snprintf(display, sizeof display, "%.11s", key);
+    th_hubmeter(&run, env, (const char *[]){"keys", "revoke", display, NULL});
+    cr_assert_eq(run.status, 0, "%s", run.err);
+    int64_t deadline = th_now_ms() + 15000;
+    long status = 200;
+    while (status == 200 && th_now_ms() < deadline) {
+        th_http("GET", u, h, &r);
+        status = r.status;
+        if (status != 200)
+            assert_error(&r, 401, "revoked_key");
+        th_response_free(&r);
+        usleep(200 * 1000);
+    }
+    cr_assert_eq(status, 401, "the revoked key still works after 15 s");
+}
+
+Test(e2e_file, range_head_and_revalidation_behave_like_a_file_server, .init = start_file,
+     .fini = stop)
+{
+    char u[256], v[128];
+    url(u, sizeof u, "/" MODEL);
+    struct th_response r;
+    th_http("HEAD", u, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(th_header(&r, "Content-Length", v, sizeof v));
+    cr_assert_str_eq(v, "3145739");
+    char etag[128];
+    cr_assert(th_header(&r, "ETag", etag, sizeof etag));
+    th_response_free(&r);
+    th_http("GET", u, (const char *[]){"Range: bytes=100-199", NULL}, &r);
+    cr_assert_eq(r.status, 206);
+    cr_assert_eq(r.body_len, 100);
+    cr_assert(th_header(&r, "Content-Range", v, sizeof v));
+    cr_assert_str_eq(v, "bytes 100-199/3145739");
+    th_response_free(&r);
+    char inm[200];
+    snprintf(inm, sizeof inm, "If-None-Match: %s", etag);
+    th_http("GET", u, (const char *[]){inm, NULL}, &r);
+    cr_assert_eq(r.status, 304);
+    cr_assert_eq(r.body_len, 0);
+    th_response_free(&r);
+    th_http("GET", u, (const char *[]){"Range: bytes=9999999-", NULL}, &r);
+    cr_assert_eq(r.status, 416);
+    th_response_free(&r);
+}
+
+/* The line of nginx's access log for the request carrying marker. */
+static bool upstream_saw(const char *marker, char *line, size_t len)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/../nginx/access.log", th_env("HM_TEST_WWW"));
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    bool found = false;
+    while (!found && fgets(line, (int)len, f) != NULL)
+        found = strstr(line, marker) != NULL;
+    fclose(f);
+    return found;
+}
+
+Test(e2e_nginx, downloads_stream_from_nginx_with_its_headers_and_without_the_key,
+     .init = start_nginx, .fini = stop)
+{
+    size_t len;
+    char *want = read_file(MODEL, &len);
+    char marker[64], u[512], direct[512];
+    snprintf(marker, sizeof marker, "probe=%d", (int)getpid());
+    snprintf(u, sizeof u, "%s/%s?%s&x=a+b", gw.base, MODEL, marker);
+    snprintf(direct, sizeof direct, "%s/%s", th_env("HM_TEST_NGINX_URL"), MODEL);
+    struct th_response r, d;
+    th_http("GET", u, (const char *[]){auth, NULL}, &r);
+    th_http("HEAD", direct, NULL, &d);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, len);
+    cr_assert(memcmp(r.body, want, len) == 0);
+    char e1[128], e2[128], lm1[128], lm2[128], via[64];
+    cr_assert(th_header(&r, "ETag", e1, sizeof e1) && th_header(&d, "ETag", e2, sizeof e2));
+    cr_assert_str_eq(e1, e2, "the upstream's ETag passes through");
+    cr_assert(th_header(&r, "Last-Modified", lm1, sizeof lm1) &&
+              th_header(&d, "Last-Modified", lm2, sizeof lm2));
+    cr_assert_str_eq(lm1, lm2);
+    cr_assert(th_header(&r, "Via", via, sizeof via));
+    th_response_free(&r);
+    th_response_free(&d);
+    free(want);
+    char line[1024];
+    cr_assert(upstream_saw(marker, line, sizeof line), "nginx never saw the request");
+    cr_assert(strstr(line, "x=a+b") != NULL, "the query string arrives unchanged: %s", line);
+    cr_assert(strstr(line, "auth=\"-\"") != NULL, "the key was forwarded: %s", line);
+    cr_assert(strstr(line, "xff=\"127.0.0.1\"") != NULL, "%s", line);
+    assert_usage_becomes((json_int_t)len, 1);
+}
+
+Test(e2e_nginx, range_head_304_and_upstream_errors_pass_through, .init = start_nginx,
+     .fini = stop)
+{
+    char u[512], v[128];
+    snprintf(u, sizeof u, "%s/%s", gw.base, MODEL);
+    struct th_response r;
+    th_http("GET", u, (const char *[]){"Range: bytes=0-9", NULL}, &r);
+    cr_assert_eq(r.status, 206);
+    cr_assert_eq(r.body_len, 10);
+    cr_assert(th_header(&r, "Content-Range", v, sizeof v));
+    cr_assert_str_eq(v, "bytes 0-9/3145739");
+    th_response_free(&r);
+    th_http("HEAD", u, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, 0);
+    cr_assert(th_header(&r, "Content-Length", v, sizeof v));
+    cr_assert_str_eq(v, "3145739");
+    char etag[128], inm[160];
+    cr_assert(th_header(&r, "ETag", etag, sizeof etag));
+    th_response_free(&r);
+    snprintf(inm, sizeof inm, "If-None-Match: %s", etag);
+    th_http("GET", u, (const char *[]){inm, NULL}, &r);
+    cr_assert_eq(r.status, 304);
+    th_response_free(&r);
+    snprintf(u, sizeof u, "%s/acme/model/resolve/main/absent.bin", gw.base);
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 404, "the upstream's own 404 passes through");
+    th_response_free(&r);
+    /* Only the 10-byte range carried a body; HEAD and 304 count as requests, 0 bytes. */
+    assert_usage_becomes(0, 0); /* all anonymous: nothing for acme */
+}
+
+static void start_unreachable(void) { start("http://127.0.0.1:1"); }
+
+Test(e2e_nginx, an_unreachable_upstream_is_a_502_json_error, .init = start_unreachable,
+     .fini = stop)
+{
+    char u[256];
+    url(u, sizeof u, "/" MODEL);
+    struct th_response r;
+    th_http("GET", u, (const char *[]){auth, NULL}, &r);
+    assert_error(&r, 502, "upstream_unreachable");
+    th_response_free(&r);
+}
