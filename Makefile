@@ -27,7 +27,7 @@ TEST_SUP := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 TEST_BIN := $(patsubst tests/%.c,build/san/tests/%,$(TEST_SRC))
 TEST_SUP_OBJ := $(patsubst %.c,build/san/%.o,$(TEST_SUP))
 
-.PHONY: all run test test-only clean install lint check-deps deps fmt
+.PHONY: all run stop test test-only clean install lint check-deps deps fmt
 all: bin/hubmeter
 
 bin/hubmeter: $(REL_OBJ)
@@ -70,6 +70,10 @@ deps:
 run: deps
 	$(MAKE) bin/hubmeter
 	bash scripts/run.sh
+
+# Stops the private Redis and PostgreSQL that `make run` started (their data stays).
+stop:
+	bash scripts/services.sh stop var/run
 
 test: deps
 	$(MAKE) test-only

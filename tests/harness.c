@@ -82,7 +82,7 @@ void th_redis_new(char *url, size_t len)
 {
     const char *base = th_env("HM_TEST_REDIS_URL"); /* redis://127.0.0.1:PORT */
     char host[64] = "127.0.0.1";
-    int port = atoi(strrchr(base, ':') + 1);
+    int port = (int)strtol(strrchr(base, ':') + 1, NULL, 10);
     redisContext *c = redisConnect(host, port);
     cr_assert(c != NULL && !c->err, "cannot connect to Redis at %s", base);
     redisReply *r = redisCommand(c, "INCR hm:test:next-db");
