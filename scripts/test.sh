@@ -58,6 +58,7 @@ export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 # Criterion counts a test that leaks (or trips a sanitizer in teardown) as passing:
 # its output is scanned, and any sanitizer report or crash fails the suite.
 logs=$dir/logs
+rm -rf "$logs"
 mkdir -p "$logs"
 failed=0
 for suite in "$@"; do
@@ -72,8 +73,12 @@ for suite in "$@"; do
         failed=$((failed + 1))
     fi
 done
+# One closing line over every suite: "N passed, N failed".
+read -r passing failing < <(cat "$logs"/*.log | sed -n 's/.*Synthesis: Tested: [0-9]* | Passing: \([0-9]*\) | Failing: \([0-9]*\) | Crashing: \([0-9]*\).*/\1 \2 \3/p' |
+    awk '{p += $1; f += $2 + $3} END {print p + 0, f + 0}')
 if [ "$failed" -ne 0 ]; then
     echo "FAILED: $failed of $# suites" >&2
+    echo "$passing passed, $((failing > 0 ? failing : failed)) failed"
     exit 1
 fi
-echo "all $# suites passed"
+echo "$passing passed, $failing failed"
