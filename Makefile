@@ -98,4 +98,6 @@ fmt:
 clean:
 	rm -rf build bin
 
+.SECONDARY:
+
 -include $(shell find build -name '*.d' 2>/dev/null)
