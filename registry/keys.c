@@ -2,7 +2,7 @@
  * API keys in PostgreSQL: create (the secret leaves this file once, to the caller, and
  * only its SHA-256 is stored), list, revoke, and the gateway's lookup by hash.
  */
-#include "registry/registry.h"
+#include "registry/registry_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +13,9 @@
     "coalesce(to_char(k.last_used_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), " \
     "coalesce(to_char(k.revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '')"
 
-static void read_key(const PGresult *res, int row, struct reg_key *k)
+static void read_key(const PGresult *res, int row, void *out)
 {
+    struct reg_key *k = out;
     memset(k, 0, sizeof *k);
     k->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
     cm_copy(k->org_slug, sizeof k->org_slug, PQgetvalue(res, row, 1));
@@ -43,20 +44,12 @@ int reg_key_create(PGconn *db, const char *prefix, const char *org_slug, const c
     cm_hex(hash, 32, hash_hex);
     reg_key_display(prefix, secret, display, sizeof display);
     const char *params[] = {org.slug, name, display, hash_hex};
-    PGresult *res = PQexecParams(db,
-                                 "WITH k AS (INSERT INTO api_keys (org_id, name, display,"
-                                 " secret_sha256) SELECT id, $2, $3, decode($4, 'hex')"
-                                 " FROM orgs WHERE slug = $1 RETURNING *)"
-                                 " SELECT " KEY_COLS " FROM k JOIN orgs o ON o.id = k.org_id",
-                                 4, NULL, params, NULL, NULL, 0);
-    rc = CM_OK;
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-        read_key(res, 0, out);
-    } else {
-        cm_pg_error(db, res, err, errlen);
-        rc = CM_ERR;
-    }
-    PQclear(res);
+    rc = reg_query_one(db,
+                       "WITH k AS (INSERT INTO api_keys (org_id, name, display, secret_sha256)"
+                       " SELECT id, $2, $3, decode($4, 'hex') FROM orgs WHERE slug = $1"
+                       " RETURNING *)"
+                       " SELECT " KEY_COLS " FROM k JOIN orgs o ON o.id = k.org_id",
+                       4, params, read_key, out, "the org disappeared", err, errlen);
     if (rc != CM_OK)
         memset(secret, 0, secretlen);
     return rc;
@@ -72,26 +65,10 @@ int reg_key_list(PGconn *db, const char *org_slug, struct reg_key **out, size_t 
     if (rc != CM_OK)
         return rc;
     const char *params[] = {org_slug};
-    PGresult *res = PQexecParams(db,
-                                 "SELECT " KEY_COLS " FROM api_keys k JOIN orgs o"
-                                 " ON o.id = k.org_id WHERE o.slug = $1 ORDER BY k.id",
-                                 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        cm_pg_error(db, res, err, errlen);
-        PQclear(res);
-        return CM_ERR;
-    }
-    int rows = PQntuples(res);
-    *out = calloc(rows > 0 ? (size_t)rows : 1, sizeof **out);
-    if (*out == NULL) {
-        PQclear(res);
-        return cm_fmt(err, errlen, "out of memory"), CM_ERR;
-    }
-    for (int i = 0; i < rows; i++)
-        read_key(res, i, &(*out)[i]);
-    *n = (size_t)rows;
-    PQclear(res);
-    return CM_OK;
+    return reg_query_rows(db,
+                          "SELECT " KEY_COLS " FROM api_keys k JOIN orgs o ON o.id = k.org_id"
+                          " WHERE o.slug = $1 ORDER BY k.id",
+                          1, params, sizeof **out, read_key, (void **)out, n, err, errlen);
 }
 
 /* Resolves a display prefix to one key id: CM_NOTFOUND, CM_INVALID (ambiguous), CM_ERR. */
@@ -132,23 +109,13 @@ int reg_key_revoke(PGconn *db, const char *id_or_display, struct reg_key *out, c
             return rc;
     }
     const char *params[] = {id};
-    PGresult *res = PQexecParams(db,
-                                 "WITH k AS (UPDATE api_keys SET revoked_at ="
-                                 " coalesce(revoked_at, now()) WHERE id = $1::bigint RETURNING *)"
-                                 " SELECT " KEY_COLS " FROM k JOIN orgs o ON o.id = k.org_id",
-                                 1, NULL, params, NULL, NULL, 0);
-    int rc = CM_OK;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        cm_pg_error(db, res, err, errlen);
-        rc = CM_ERR;
-    } else if (PQntuples(res) == 0) {
-        cm_fmt(err, errlen, "no key %.40s", id_or_display);
-        rc = CM_NOTFOUND;
-    } else {
-        read_key(res, 0, out);
-    }
-    PQclear(res);
-    return rc;
+    char notfound[64];
+    cm_fmt(notfound, sizeof notfound, "no key %.40s", id_or_display);
+    return reg_query_one(db,
+                         "WITH k AS (UPDATE api_keys SET revoked_at = coalesce(revoked_at, now())"
+                         " WHERE id = $1::bigint RETURNING *)"
+                         " SELECT " KEY_COLS " FROM k JOIN orgs o ON o.id = k.org_id",
+                         1, params, read_key, out, notfound, err, errlen);
 }
 
 int reg_key_lookup(PGconn *db, const uint8_t sha256[32], struct reg_identity *out, char *err,

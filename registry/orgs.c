@@ -2,7 +2,7 @@
  * Orgs in PostgreSQL: create, list, get. An org has a slug (its public name in URLs and
  * CLIs), a class used by funding reports, an optional plan and a status.
  */
-#include "registry/registry.h"
+#include "registry/registry_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +12,9 @@
     "to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 #define ORG_FROM " FROM orgs o LEFT JOIN plans p ON p.id = o.plan_id"
 
-static void read_org(const PGresult *res, int row, struct reg_org *o)
+static void read_org(const PGresult *res, int row, void *out)
 {
+    struct reg_org *o = out;
     memset(o, 0, sizeof *o);
     o->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
     cm_copy(o->slug, sizeof o->slug, PQgetvalue(res, row, 1));
@@ -44,66 +45,30 @@ int reg_org_create(PGconn *db, struct reg_org *o, char *err, size_t errlen)
             return rc;
     }
     const char *params[] = {o->slug, o->name, o->class_, o->plan};
-    PGresult *res = PQexecParams(db,
-                                 "WITH ins AS (INSERT INTO orgs (slug, name, class, plan_id)"
-                                 " VALUES ($1, $2, $3, (SELECT id FROM plans WHERE name = $4))"
-                                 " RETURNING *)"
-                                 " SELECT " ORG_COLS " FROM ins o LEFT JOIN plans p"
-                                 " ON p.id = o.plan_id",
-                                 4, NULL, params, NULL, NULL, 0);
-    int rc = CM_OK;
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
-        read_org(res, 0, o);
-    } else if (cm_pg_state_is(res, "23505")) {
-        cm_fmt(err, errlen, "org %s already exists", o->slug);
-        rc = CM_EXISTS;
-    } else {
-        cm_pg_error(db, res, err, errlen);
-        rc = CM_ERR;
-    }
-    PQclear(res);
+    char slug[64];
+    cm_copy(slug, sizeof slug, o->slug);
+    int rc = reg_query_one(db,
+                           "WITH ins AS (INSERT INTO orgs (slug, name, class, plan_id)"
+                           " VALUES ($1, $2, $3, (SELECT id FROM plans WHERE name = $4))"
+                           " RETURNING *)"
+                           " SELECT " ORG_COLS " FROM ins o LEFT JOIN plans p ON p.id = o.plan_id",
+                           4, params, read_org, o, "", err, errlen);
+    if (rc == CM_EXISTS)
+        cm_fmt(err, errlen, "org %s already exists", slug);
     return rc;
 }
 
 int reg_org_list(PGconn *db, struct reg_org **out, size_t *n, char *err, size_t errlen)
 {
-    *out = NULL;
-    *n = 0;
-    PGresult *res = PQexecParams(db, "SELECT " ORG_COLS ORG_FROM " ORDER BY o.slug", 0, NULL,
-                                 NULL, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        cm_pg_error(db, res, err, errlen);
-        PQclear(res);
-        return CM_ERR;
-    }
-    int rows = PQntuples(res);
-    *out = calloc(rows > 0 ? (size_t)rows : 1, sizeof **out);
-    if (*out == NULL) {
-        PQclear(res);
-        return cm_fmt(err, errlen, "out of memory"), CM_ERR;
-    }
-    for (int i = 0; i < rows; i++)
-        read_org(res, i, &(*out)[i]);
-    *n = (size_t)rows;
-    PQclear(res);
-    return CM_OK;
+    return reg_query_rows(db, "SELECT " ORG_COLS ORG_FROM " ORDER BY o.slug", 0, NULL,
+                          sizeof **out, read_org, (void **)out, n, err, errlen);
 }
 
 int reg_org_get(PGconn *db, const char *slug, struct reg_org *out, char *err, size_t errlen)
 {
     const char *params[] = {slug};
-    PGresult *res = PQexecParams(db, "SELECT " ORG_COLS ORG_FROM " WHERE o.slug = $1", 1, NULL,
-                                 params, NULL, NULL, 0);
-    int rc = CM_OK;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        cm_pg_error(db, res, err, errlen);
-        rc = CM_ERR;
-    } else if (PQntuples(res) == 0) {
-        cm_fmt(err, errlen, "no org named %.64s", slug);
-        rc = CM_NOTFOUND;
-    } else {
-        read_org(res, 0, out);
-    }
-    PQclear(res);
-    return rc;
+    char notfound[96];
+    cm_fmt(notfound, sizeof notfound, "no org named %.64s", slug);
+    return reg_query_one(db, "SELECT " ORG_COLS ORG_FROM " WHERE o.slug = $1", 1, params,
+                         read_org, out, notfound, err, errlen);
 }

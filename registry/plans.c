@@ -2,7 +2,7 @@
  * Plans in PostgreSQL: create, list, get. A plan's limits are 64-bit counts where 0 means
  * unlimited; the gateway (issue 4) enforces them, this file only stores them.
  */
-#include "registry/registry.h"
+#include "registry/registry_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -14,8 +14,9 @@
     "monthly_bytes, max_concurrent, failure_policy, shadow, "                              \
     "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
-static void read_plan(const PGresult *res, int row, struct reg_plan *p)
+static void read_plan(const PGresult *res, int row, void *out)
 {
+    struct reg_plan *p = out;
     memset(p, 0, sizeof *p);
     p->id = strtoll(PQgetvalue(res, row, 0), NULL, 10);
     cm_copy(p->name, sizeof p->name, PQgetvalue(res, row, 1));
@@ -49,65 +50,30 @@ int reg_plan_create(PGconn *db, struct reg_plan *p, char *err, size_t errlen)
     snprintf(v[5], sizeof v[5], "%" PRId32, p->max_concurrent);
     const char *params[] = {p->name, v[0], v[1], v[2], v[3], v[4], v[5], p->failure_policy,
                             p->shadow ? "true" : "false"};
-    PGresult *res = PQexecParams(db,
-                                 "INSERT INTO plans (name, requests_per_minute, request_burst,"
-                                 " bytes_per_second, byte_burst, monthly_bytes, max_concurrent,"
-                                 " failure_policy, shadow)"
-                                 " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) RETURNING " PLAN_COLS,
-                                 9, NULL, params, NULL, NULL, 0);
-    int rc = CM_OK;
-    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-        read_plan(res, 0, p);
-    } else if (cm_pg_state_is(res, "23505")) {
-        cm_fmt(err, errlen, "plan %s already exists", p->name);
-        rc = CM_EXISTS;
-    } else {
-        cm_pg_error(db, res, err, errlen);
-        rc = CM_ERR;
-    }
-    PQclear(res);
+    char name[64];
+    cm_copy(name, sizeof name, p->name);
+    int rc = reg_query_one(db,
+                           "INSERT INTO plans (name, requests_per_minute, request_burst,"
+                           " bytes_per_second, byte_burst, monthly_bytes, max_concurrent,"
+                           " failure_policy, shadow)"
+                           " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) RETURNING " PLAN_COLS,
+                           9, params, read_plan, p, "", err, errlen);
+    if (rc == CM_EXISTS)
+        cm_fmt(err, errlen, "plan %s already exists", name);
     return rc;
 }
 
 int reg_plan_list(PGconn *db, struct reg_plan **out, size_t *n, char *err, size_t errlen)
 {
-    *out = NULL;
-    *n = 0;
-    PGresult *res = PQexecParams(db, "SELECT " PLAN_COLS " FROM plans ORDER BY name", 0, NULL,
-                                 NULL, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        cm_pg_error(db, res, err, errlen);
-        PQclear(res);
-        return CM_ERR;
-    }
-    int rows = PQntuples(res);
-    *out = calloc(rows > 0 ? (size_t)rows : 1, sizeof **out);
-    if (*out == NULL) {
-        PQclear(res);
-        return cm_fmt(err, errlen, "out of memory"), CM_ERR;
-    }
-    for (int i = 0; i < rows; i++)
-        read_plan(res, i, &(*out)[i]);
-    *n = (size_t)rows;
-    PQclear(res);
-    return CM_OK;
+    return reg_query_rows(db, "SELECT " PLAN_COLS " FROM plans ORDER BY name", 0, NULL,
+                          sizeof **out, read_plan, (void **)out, n, err, errlen);
 }
 
 int reg_plan_get(PGconn *db, const char *name, struct reg_plan *out, char *err, size_t errlen)
 {
     const char *params[] = {name};
-    PGresult *res = PQexecParams(db, "SELECT " PLAN_COLS " FROM plans WHERE name = $1", 1, NULL,
-                                 params, NULL, NULL, 0);
-    int rc = CM_OK;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        cm_pg_error(db, res, err, errlen);
-        rc = CM_ERR;
-    } else if (PQntuples(res) == 0) {
-        cm_fmt(err, errlen, "no plan named %.64s", name);
-        rc = CM_NOTFOUND;
-    } else {
-        read_plan(res, 0, out);
-    }
-    PQclear(res);
-    return rc;
+    char notfound[96];
+    cm_fmt(notfound, sizeof notfound, "no plan named %.64s", name);
+    return reg_query_one(db, "SELECT " PLAN_COLS " FROM plans WHERE name = $1", 1, params,
+                         read_plan, out, notfound, err, errlen);
 }

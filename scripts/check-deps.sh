@@ -29,6 +29,7 @@ forbid "billing/ reads PostgreSQL only" 'gateway/|meter/|hiredis/|main/' $(mods 
 forbid "modules never include main/" 'main/' $(mods common registry meter gateway billing)
 # Outside a module, only its face (module.h) may be included; *_int.h stay inside.
 forbid "meter_int.h is private to meter/" 'meter/meter_int\.h' $(mods common registry gateway billing main)
+forbid "registry_int.h is private to registry/" 'registry/registry_int\.h' $(mods common meter gateway billing main)
 forbid "gw_int.h is private to gateway/" 'gateway/gw_int\.h' $(mods common registry meter billing main)
 [ "$fail" -eq 0 ] && echo "check-deps: ok"
 exit "$fail"

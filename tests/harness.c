@@ -339,3 +339,14 @@ bool th_header(const struct th_response *resp, const char *name, char *out, size
     }
     return false;
 }
+
+void th_last_line(const char *out, char *line, size_t len)
+{
+    size_t n = strlen(out);
+    while (n > 0 && out[n - 1] == '\n')
+        n--;
+    size_t start = n;
+    while (start > 0 && out[start - 1] != '\n')
+        start--;
+    snprintf(line, len, "%.*s", (int)(n - start), out + start);
+}

@@ -36,6 +36,9 @@ struct th_run {
  * (NULL-terminated, may be NULL) on top of the harness environment. Bounded to 30 s. */
 void th_hubmeter(struct th_run *r, const char *const *env, const char *const *args);
 
+/* The last non-empty line of out (where `keys create` prints the secret). */
+void th_last_line(const char *out, char *line, size_t len);
+
 struct th_gateway {
     pid_t pid;
     int port;

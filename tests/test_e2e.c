@@ -17,17 +17,6 @@ static char env_db[600], env_redis[300], env_up[600];
 static char key[128], auth[200];
 static struct th_gateway gw;
 
-static void last_line(const char *out, char *line, size_t len)
-{
-    size_t n = strlen(out);
-    while (n > 0 && out[n - 1] == '\n')
-        n--;
-    size_t start = n;
-    while (start > 0 && out[start - 1] != '\n')
-        start--;
-    snprintf(line, len, "%.*s", (int)(n - start), out + start);
-}
-
 /* A fresh database and Redis, an org "acme" with a key, and a gateway for upstream. */
 static void start(const char *upstream)
 {
@@ -42,7 +31,7 @@ static void start(const char *upstream)
     cr_assert_eq(r.status, 0, "%s", r.err);
     th_hubmeter(&r, env, (const char *[]){"keys", "create", "acme", NULL});
     cr_assert_eq(r.status, 0, "%s", r.err);
-    last_line(r.out, key, sizeof key);
+    th_last_line(r.out, key, sizeof key);
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
     th_gateway_start(&gw, env);
 }

@@ -24,18 +24,6 @@ static void cli(struct th_run *r, const char *const *args)
     th_hubmeter(r, env, args);
 }
 
-/* The secret printed alone on the last line of `keys create`. */
-static void last_line(const char *out, char *line, size_t len)
-{
-    size_t n = strlen(out);
-    while (n > 0 && out[n - 1] == '\n')
-        n--;
-    size_t start = n;
-    while (start > 0 && out[start - 1] != '\n')
-        start--;
-    snprintf(line, len, "%.*s", (int)(n - start), out + start);
-}
-
 Test(registry, migrate_is_idempotent_and_records_versions, .init = setup)
 {
     struct th_run r;
@@ -62,7 +50,7 @@ Test(registry, an_org_with_a_plan_and_a_key_is_found_by_the_key_hash, .init = se
     cli(&r, (const char *[]){"keys", "create", "acme", "--name", "ci", NULL});
     cr_assert_eq(r.status, 0, "%s", r.err);
     char key[128];
-    last_line(r.out, key, sizeof key);
+    th_last_line(r.out, key, sizeof key);
     cr_assert_eq(reg_key_check("hm_", key, strlen(key)), CM_OK, "not a key: %s", key);
 
     PGconn *db = th_db_connect(db_url);
@@ -101,7 +89,7 @@ Test(registry, a_revoked_key_is_denied_and_listed_as_revoked, .init = setup)
     cli(&r, (const char *[]){"orgs", "create", "beta", NULL});
     cli(&r, (const char *[]){"keys", "create", "beta", NULL});
     char key[128], display[32];
-    last_line(r.out, key, sizeof key);
+    th_last_line(r.out, key, sizeof key);
     reg_key_display("hm_", key, display, sizeof display);
     cli(&r, (const char *[]){"keys", "revoke", display, NULL});
     cr_assert_eq(r.status, 0, "%s", r.err);
