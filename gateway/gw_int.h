@@ -38,9 +38,19 @@ struct gw_req {
     struct reg_identity id; /* org_id 0 = anonymous */
     unsigned status;
     bool metered;         /* proxied requests are metered; /-/ endpoints are not */
-    uint64_t bytes_sent;  /* body bytes handed to the client connection */
+    uint64_t bytes_sent;  /* body bytes handed to libmicrohttpd (or the file's length) */
     bool stream_failed;   /* the body ended early (upstream error): connection closed */
+    int fd;               /* the client socket, for TCP_INFO */
+    bool acked_known;     /* acked_at_start was read */
+    uint64_t acked_at_start;
+    uint64_t header_bytes; /* estimated size of the response head */
+    unsigned upstream_status;
+    int64_t upstream_ms;  /* time to the upstream's response head, -1 when none */
 };
+
+/* ---- delivered bytes (delivered.c) ----------------------------------------------------------- */
+/* The bytes the peer has acknowledged on TCP socket fd so far. CM_ERR when unknown. */
+int gw_tcp_bytes_acked(int fd, uint64_t *acked);
 
 /* ---- replies (reply.c) -------------------------------------------------------------------- */
 /* Queues a JSON error {"error":{"code","message"}} with status; records it in req. */

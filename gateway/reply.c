@@ -8,12 +8,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    (void)kind;
+    *(uint64_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
+    return MHD_YES;
+}
+
 enum MHD_Result gw_reply(struct gw_req *req, struct MHD_Connection *c, unsigned status,
                          struct MHD_Response *resp)
 {
     if (resp == NULL)
         return MHD_NO;
     req->status = status;
+    /* The head MHD sends: our headers plus its status line, Date, Content-Length or
+     * Transfer-Encoding and Connection (about 100 bytes). */
+    req->header_bytes = 100;
+    MHD_get_response_headers(resp, add_header_size, &req->header_bytes);
     enum MHD_Result r = MHD_queue_response(c, status, resp);
     MHD_destroy_response(resp);
     return r;

@@ -97,6 +97,11 @@ static struct gw_req *req_new(struct gw *gw, struct MHD_Connection *c, const cha
         MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     gw_client_network(ci ? ci->client_addr : NULL, req->client_ip, sizeof req->client_ip,
                       req->network, sizeof req->network);
+    const union MHD_ConnectionInfo *fi =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    req->fd = fi ? fi->connect_fd : -1;
+    req->acked_known = gw_tcp_bytes_acked(req->fd, &req->acked_at_start) == CM_OK;
+    req->upstream_ms = -1;
     return req;
 }
 
@@ -127,6 +132,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return proxy(req, c, url);
 }
 
+/* Body bytes the client received. A completed response counts whole; an aborted one
+ * counts what the client's TCP acknowledged, minus the response head, never more than
+ * was handed over (see README: within the head's size, no buffered bytes counted). */
+static uint64_t delivered_bytes(const struct gw_req *req, bool complete)
+{
+    uint64_t acked;
+    if (complete || !req->acked_known || gw_tcp_bytes_acked(req->fd, &acked) != CM_OK)
+        return req->bytes_sent;
+    uint64_t body = acked - req->acked_at_start;
+    body = body > req->header_bytes ? body - req->header_bytes : 0;
+    return body < req->bytes_sent ? body : req->bytes_sent;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -139,11 +157,12 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         abort();
     bool complete = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK && !req->stream_failed;
     unsigned status = req->status ? req->status : 500;
+    uint64_t delivered = delivered_bytes(req, complete);
     if (req->metered) {
         struct meter_record rec = {.org_id = req->id.org_id,
                                    .key_id = req->id.key_id,
                                    .status_class = (uint8_t)(status / 100),
-                                   .bytes = req->bytes_sent};
+                                   .bytes = delivered};
         if (rec.status_class < 1 || rec.status_class > 5)
             rec.status_class = 5;
         if (rec.org_id == 0) /* anonymous traffic is known by its network */
@@ -154,7 +173,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     }
     cm_log(CM_LOG_INFO, "request",
            "method=%s status=%u bytes=%llu complete=%s org=%s key=%s client=%s repo=%s ms=%lld",
-           req->method, status, (unsigned long long)req->bytes_sent, complete ? "yes" : "no",
+           req->method, status, (unsigned long long)delivered, complete ? "yes" : "no",
            req->id.org_id ? req->id.org_slug : "-", req->key_display[0] ? req->key_display : "-",
            req->client_ip, req->repo[0] ? req->repo : "-",
            (long long)((cm_now_us() - req->start_us) / 1000));

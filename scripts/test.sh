@@ -32,6 +32,12 @@ mkdir -p "$files"
 printf '{"model_type":"demo"}\n' > "$files/config.json"
 printf 'x' > "$files/one.bin"
 : > "$files/empty.bin"
+[ -f "$files/big.bin" ] || head -c 67108864 /dev/urandom > "$files/big.bin"
+# A sparse file past 4 GiB with a marker in its last bytes: 64-bit sizes and offsets.
+if [ ! -f "$files/huge.bin" ]; then
+    truncate -s 5368709120 "$files/huge.bin"
+    printf 'END-OF-HUGE-FILE' | dd of="$files/huge.bin" bs=1 seek=5368709104 conv=notrunc status=none
+fi
 chmod -R a+rX "$www"
 bash scripts/services.sh nginx-start "$dir" "$nginx_port" "$www" >/dev/null
 

@@ -350,3 +350,49 @@ void th_last_line(const char *out, char *line, size_t len)
         start--;
     snprintf(line, len, "%.*s", (int)(n - start), out + start);
 }
+
+struct abort_state {
+    uint64_t received, limit;
+};
+
+static size_t count_then_abort(char *data, size_t size, size_t n, void *userdata)
+{
+    (void)data;
+    struct abort_state *st = userdata;
+    if (st->received >= st->limit)
+        return 0; /* curl aborts the transfer and closes the connection */
+    st->received += size * n;
+    return size * n;
+}
+
+static int small_rcvbuf(void *clientp, curl_socket_t fd, curlsocktype purpose)
+{
+    (void)clientp;
+    (void)purpose;
+    int size = 16384;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    return CURL_SOCKOPT_OK;
+}
+
+uint64_t th_http_abort_after(const char *url, const char *const *headers, uint64_t limit)
+{
+    struct abort_state st = {.limit = limit};
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+        h = curl_slist_append(h, headers[i]);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, count_then_abort);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &st);
+    curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, small_rcvbuf);
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 16384L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    cr_assert_eq(rc, CURLE_WRITE_ERROR, "the download should have been cut by the client: %s",
+                 curl_easy_strerror(rc));
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return st.received;
+}

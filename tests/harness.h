@@ -62,6 +62,9 @@ struct th_response {
 void th_http(const char *method, const char *url, const char *const *headers,
              struct th_response *resp);
 void th_response_free(struct th_response *resp);
+/* GETs url with a small receive buffer and hangs up once limit body bytes have arrived.
+ * Returns the body bytes the client application actually received. */
+uint64_t th_http_abort_after(const char *url, const char *const *headers, uint64_t limit);
 /* Value of header name in resp (case-insensitive) copied into out; false when absent. */
 bool th_header(const struct th_response *resp, const char *name, char *out, size_t len);
 

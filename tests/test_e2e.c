@@ -374,3 +374,46 @@ Test(e2e_nginx, an_unreachable_upstream_is_a_502_json_error, .init = start_unrea
     assert_error(&r, 502, "upstream_unreachable");
     th_response_free(&r);
 }
+
+/* Polls PostgreSQL for the anonymous bytes of path's repo until they settle. */
+static uint64_t anonymous_bytes(void)
+{
+    PGconn *db = th_db_connect(db_url);
+    int64_t deadline = th_now_ms() + 15000;
+    char *v = NULL;
+    while (th_now_ms() < deadline) {
+        free(v);
+        v = th_db_value(db, "SELECT sum(bytes)::text FROM usage_minute WHERE org_id IS NULL", 0,
+                        NULL);
+        if (v != NULL)
+            break;
+        usleep(100 * 1000);
+    }
+    cr_assert(v != NULL, "no anonymous usage was recorded");
+    uint64_t bytes = strtoull(v, NULL, 10);
+    free(v);
+    PQfinish(db);
+    return bytes;
+}
+
+static void assert_abort_counted(void)
+{
+    char u[512];
+    snprintf(u, sizeof u, "%s/acme/model/resolve/main/big.bin", gw.base);
+    uint64_t received = th_http_abort_after(u, NULL, 10u << 20);
+    uint64_t counted = anonymous_bytes();
+    cr_assert(counted >= received - (64u << 10) && counted <= received + (64u << 10),
+              "the client received %llu bytes of 64 MiB; the meter counted %llu",
+              (unsigned long long)received, (unsigned long long)counted);
+}
+
+Test(e2e_file, an_aborted_download_is_counted_within_64_kib, .init = start_file, .fini = stop)
+{
+    assert_abort_counted();
+}
+
+Test(e2e_nginx, an_aborted_proxied_download_is_counted_within_64_kib, .init = start_nginx,
+     .fini = stop)
+{
+    assert_abort_counted();
+}
