@@ -5,6 +5,7 @@
 #ifndef HM_GW_INT_H
 #define HM_GW_INT_H
 
+#include <limits.h>
 #include <microhttpd.h>
 #include <pthread.h>
 
@@ -22,6 +23,7 @@ struct gw {
     struct cm_pg_pool *pg;
     struct meter *meter;
     struct gw_idcache *ids;
+    char upstream_root[PATH_MAX]; /* realpath of a file:// upstream's directory */
 };
 
 /* Per-request state: allocated on the first call of the access handler, freed in the

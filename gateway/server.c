@@ -6,6 +6,7 @@
  */
 #include "gateway/gw_int.h"
 
+#include <limits.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -231,6 +232,11 @@ int gw_serve(const struct hm_config *cfg)
     struct gw gw = {.cfg = cfg};
     struct meter_flusher *flusher = NULL;
     int rc = 1;
+    if (cfg->upstream_is_file && realpath(cfg->upstream_dir, gw.upstream_root) == NULL) {
+        fprintf(stderr, "hubmeter: HUBMETER_UPSTREAM directory %s does not exist\n",
+                cfg->upstream_dir);
+        return 1;
+    }
     gw.pg = cm_pg_pool_new(cfg->database_url, 16);
     gw.ids = gw_idcache_new();
     gw.meter = meter_new(cfg, err, sizeof err);

@@ -38,6 +38,9 @@ if [ ! -f "$files/huge.bin" ]; then
     truncate -s 5368709120 "$files/huge.bin"
     printf 'END-OF-HUGE-FILE' | dd of="$files/huge.bin" bs=1 seek=5368709104 conv=notrunc status=none
 fi
+# A symlink that stays inside the mirror (served) and one that leaves it (refused).
+ln -sfn config.json "$files/link.json"
+ln -sfn /etc/hostname "$files/escape.txt"
 chmod -R a+rX "$www"
 bash scripts/services.sh nginx-start "$dir" "$nginx_port" "$www" >/dev/null
 

@@ -417,3 +417,127 @@ Test(e2e_nginx, an_aborted_proxied_download_is_counted_within_64_kib, .init = st
 {
     assert_abort_counted();
 }
+
+Test(e2e_file, traversal_and_symlinks_out_of_the_root_are_refused, .init = start_file,
+     .fini = stop)
+{
+    const char *bad[] = {"/acme/model/resolve/main/escape.txt", "/acme/%2e%2e/%2e%2e/etc/passwd",
+                         "/acme/model/resolve/main/..%2F..%2F..%2Fconfig.json",
+                         "/acme/model/%2E%2E/model/resolve/main/config.json",
+                         "/acme/model/resolve/main/config.json%00.txt"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char u[512];
+        url(u, sizeof u, bad[i]);
+        struct th_response r;
+        th_http("GET", u, NULL, &r);
+        cr_assert(r.status == 400 || r.status == 404, "%s answered %ld", bad[i], r.status);
+        cr_assert(strstr(r.body, "error") != NULL);
+        th_response_free(&r);
+    }
+    char u[256];
+    url(u, sizeof u, "/acme/model/resolve/main/link.json");
+    struct th_response r;
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 200, "a symlink inside the mirror is served");
+    cr_assert(strstr(r.body, "model_type") != NULL);
+    th_response_free(&r);
+}
+
+Test(e2e_file, if_modified_since_and_if_range_follow_rfc_9110, .init = start_file, .fini = stop)
+{
+    char u[256], lm[128], hdr[200];
+    url(u, sizeof u, "/" MODEL);
+    struct th_response r;
+    th_http("HEAD", u, NULL, &r);
+    cr_assert(th_header(&r, "Last-Modified", lm, sizeof lm));
+    th_response_free(&r);
+    snprintf(hdr, sizeof hdr, "If-Modified-Since: %s", lm);
+    th_http("GET", u, (const char *[]){hdr, NULL}, &r);
+    cr_assert_eq(r.status, 304);
+    th_response_free(&r);
+    th_http("GET", u, (const char *[]){"If-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT", NULL},
+            &r);
+    cr_assert_eq(r.status, 200);
+    th_response_free(&r);
+    /* If-Range with a stale validator: the whole file, not the range. */
+    th_http("GET", u, (const char *[]){"Range: bytes=0-9", "If-Range: \"stale\"", NULL}, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, 3145739);
+    th_response_free(&r);
+    snprintf(hdr, sizeof hdr, "If-Range: %s", lm);
+    th_http("GET", u, (const char *[]){"Range: bytes=0-9", hdr, NULL}, &r);
+    cr_assert_eq(r.status, 206);
+    th_response_free(&r);
+    /* Several ranges: the whole file (allowed by RFC 9110 §14.2). */
+    th_http("GET", u, (const char *[]){"Range: bytes=0-1,5-6", NULL}, &r);
+    cr_assert_eq(r.status, 200);
+    th_response_free(&r);
+}
+
+static void assert_huge_tail(void)
+{
+    char u[512], v[128];
+    snprintf(u, sizeof u, "%s/acme/model/resolve/main/huge.bin", gw.base);
+    struct th_response r;
+    th_http("GET", u, (const char *[]){"Range: bytes=5368709104-", NULL}, &r);
+    cr_assert_eq(r.status, 206);
+    cr_assert_eq(r.body_len, 16);
+    cr_assert_str_eq(r.body, "END-OF-HUGE-FILE");
+    cr_assert(th_header(&r, "Content-Range", v, sizeof v));
+    cr_assert_str_eq(v, "bytes 5368709104-5368709119/5368709120");
+    th_response_free(&r);
+    th_http("HEAD", u, NULL, &r);
+    cr_assert(th_header(&r, "Content-Length", v, sizeof v));
+    cr_assert_str_eq(v, "5368709120");
+    th_response_free(&r);
+}
+
+Test(e2e_file, a_file_past_4_gib_is_served_by_range_near_its_end, .init = start_file,
+     .fini = stop)
+{
+    assert_huge_tail();
+}
+
+Test(e2e_nginx, a_proxied_file_past_4_gib_is_served_by_range_near_its_end, .init = start_nginx,
+     .fini = stop)
+{
+    assert_huge_tail();
+}
+
+/* Runs curl(1) as a user would: a partial file, then `curl -C -` to resume it. */
+static void assert_resume_is_byte_identical(void)
+{
+    char part[128], cmd[1024];
+    snprintf(part, sizeof part, "/tmp/hm-resume-%d.bin", (int)getpid());
+    size_t len;
+    char *want = read_file(MODEL, &len);
+    FILE *f = fopen(part, "wb");
+    cr_assert_eq(fwrite(want, 1, 1000000, f), 1000000); /* the first megabyte */
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "curl -fsS -C - -o %s -H '%s' %s/%s", part, auth, gw.base, MODEL);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    size_t got_len;
+    f = fopen(part, "rb");
+    fseek(f, 0, SEEK_END);
+    got_len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *got = malloc(got_len);
+    cr_assert_eq(fread(got, 1, got_len, f), got_len);
+    fclose(f);
+    unlink(part);
+    cr_assert_eq(got_len, len);
+    cr_assert(memcmp(got, want, len) == 0, "the resumed file differs");
+    free(got);
+    free(want);
+    assert_usage_becomes((json_int_t)(len - 1000000), 1);
+}
+
+Test(e2e_file, a_resumed_download_is_byte_identical, .init = start_file, .fini = stop)
+{
+    assert_resume_is_byte_identical();
+}
+
+Test(e2e_nginx, a_resumed_proxied_download_is_byte_identical, .init = start_nginx, .fini = stop)
+{
+    assert_resume_is_byte_identical();
+}
