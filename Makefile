@@ -27,7 +27,7 @@ TEST_SUP := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 TEST_BIN := $(patsubst tests/%.c,build/san/tests/%,$(TEST_SRC))
 TEST_SUP_OBJ := $(patsubst %.c,build/san/%.o,$(TEST_SUP))
 
-.PHONY: all run stop test test-only clean install lint check-deps deps fmt
+.PHONY: all run stop test test-only clean install lint check-deps deps fmt bench
 all: bin/hubmeter
 
 bin/hubmeter: $(REL_OBJ)
@@ -80,6 +80,11 @@ test: deps
 
 test-only: $(TEST_BIN) build/san/hubmeter bin/hubmeter
 	bash scripts/test.sh $(TEST_BIN)
+
+# Benchmarks against an nginx reverse proxy; writes BENCH.md (see scripts/bench.sh).
+bench: deps
+	$(MAKE) bin/hubmeter
+	bash scripts/bench.sh
 
 install: bin/hubmeter
 	install -d $(DESTDIR)$(PREFIX)/bin

@@ -6,7 +6,8 @@
  * keeps them running for SECONDS, then aborts them all and prints one
  * summary line:
  *
- *   handles=N served=S started=T done=D failed=F bytes=B status=CODE:COUNT,...
+ *   handles=N served=S started=T done=D failed=F bytes=B elapsed=SECS
+ *       avg_rate_per_served=BYTES/s status=CODE:COUNT,...
  *       errors=MSG:COUNT|...
  *
  *   served  transfers that received at least one body byte
@@ -120,7 +121,9 @@ int main(int argc, char **argv) {
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 15000L);
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
-        curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 16384L);
+        /* Small reads: libcurl reads up to ~100 buffers per pass before it
+         * applies the rate limit, so a big buffer means a big initial burst. */
+        curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 4096L);
         if (headers) curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
         curl_multi_add_handle(m, h);
     }
@@ -173,8 +176,10 @@ int main(int argc, char **argv) {
         curl_multi_remove_handle(m, x->h);
         curl_easy_cleanup(x->h);
     }
-    printf("handles=%d served=%d started=%d done=%d failed=%d bytes=%lld elapsed=%.1f status=",
-           n, served, started, done, failed, (long long)total, elapsed);
+    printf("handles=%d served=%d started=%d done=%d failed=%d bytes=%lld elapsed=%.1f "
+           "avg_rate_per_served=%.0fB/s status=",
+           n, served, started, done, failed, (long long)total, elapsed,
+           served ? (double)total / served / elapsed : 0.0);
     for (int j = 0; j < n_codes; j++) printf("%s%ld:%ld", j ? "," : "", code_vals[j], codes[j]);
     printf(" errors=");
     if (n_err_kinds == 0) printf("none");

@@ -59,6 +59,11 @@ struct hm_config {
     unsigned max_connections_per_ip;
     unsigned client_timeout_s;
     unsigned upstream_connect_timeout_ms;
+    unsigned upstream_first_byte_timeout_ms;
+    char upstream_authorization[512]; /* the gateway's own upstream credential: secret */
+    char follow_redirects[512];       /* path patterns whose redirects are followed */
+    char challenge_paths[512];        /* path patterns answering anonymous requests with 401 */
+    unsigned shutdown_grace_s;
     unsigned upstream_idle_timeout_ms;
     unsigned ship_interval_ms;
     bool run_flusher; /* serve also runs the flusher */

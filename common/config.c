@@ -40,6 +40,12 @@ static const struct opt options[] = {
     {"HUBMETER_CLIENT_TIMEOUT_S", OPT_UINT, F(client_timeout_s), 1, 86400, false},
     {"HUBMETER_UPSTREAM_CONNECT_TIMEOUT_MS", OPT_UINT, F(upstream_connect_timeout_ms), 10,
      600000, false},
+    {"HUBMETER_UPSTREAM_FIRST_BYTE_TIMEOUT_MS", OPT_UINT, F(upstream_first_byte_timeout_ms), 10,
+     3600000, false},
+    {"HUBMETER_UPSTREAM_AUTHORIZATION", OPT_STRING, F(upstream_authorization), 0, 0, true},
+    {"HUBMETER_FOLLOW_REDIRECTS", OPT_STRING, F(follow_redirects), 0, 0, false},
+    {"HUBMETER_CHALLENGE_PATHS", OPT_STRING, F(challenge_paths), 0, 0, false},
+    {"HUBMETER_SHUTDOWN_GRACE_S", OPT_UINT, F(shutdown_grace_s), 0, 86400, false},
     {"HUBMETER_UPSTREAM_IDLE_TIMEOUT_MS", OPT_UINT, F(upstream_idle_timeout_ms), 10, 3600000,
      false},
     {"HUBMETER_SHIP_INTERVAL_MS", OPT_UINT, F(ship_interval_ms), 10, 60000, false},
@@ -71,6 +77,9 @@ static void set_defaults(struct hm_config *cfg)
     cfg->client_timeout_s = 60;
     cfg->upstream_connect_timeout_ms = 5000;
     cfg->upstream_idle_timeout_ms = 60000;
+    cfg->upstream_first_byte_timeout_ms = 30000;
+    cm_copy(cfg->follow_redirects, sizeof cfg->follow_redirects, "*/resolve/*");
+    cfg->shutdown_grace_s = 30;
     cfg->ship_interval_ms = 1000;
     cfg->run_flusher = true;
 }

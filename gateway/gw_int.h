@@ -48,6 +48,9 @@ struct gw_req {
     uint64_t header_bytes; /* estimated size of the response head */
     unsigned upstream_status;
     int64_t upstream_ms;  /* time to the upstream's response head, -1 when none */
+    bool dispatched;      /* routed (identity checked, upstream started or answered) */
+    bool uploading;       /* the request body streams to the upstream */
+    void *stream;         /* an upstream transfer not yet owned by a response */
 };
 
 /* ---- delivered bytes (delivered.c) ----------------------------------------------------------- */
@@ -58,6 +61,8 @@ int gw_tcp_bytes_acked(int fd, uint64_t *acked);
 /* Queues a JSON error {"error":{"code","message"}} with status; records it in req. */
 enum MHD_Result gw_reply_error(struct gw_req *req, struct MHD_Connection *c, unsigned status,
                                const char *code, const char *message);
+/* Queues a 401 with WWW-Authenticate: Basic (for clients that wait for a challenge). */
+enum MHD_Result gw_reply_challenge(struct gw_req *req, struct MHD_Connection *c);
 /* Queues body (stolen reference) as JSON with status. */
 enum MHD_Result gw_reply_json(struct gw_req *req, struct MHD_Connection *c, unsigned status,
                               json_t *body);
@@ -84,12 +89,22 @@ void gw_client_network(const struct sockaddr *sa, char *ip, size_t iplen, char *
 /* Percent-decodes in into out (NUL-terminated); CM_INVALID for a bad escape, an encoded
  * NUL, or when out is too small. */
 int gw_percent_decode(const char *in, char *out, size_t outlen);
+/* True when path matches one of the comma-separated shell patterns ('*' crosses '/'). */
+bool gw_path_matches(const char *patterns, const char *path);
 /* The repository a request path refers to ("owner/name", "datasets/owner/name"), or "". */
 void gw_repo_from_path(const char *path, char *repo, size_t len);
 
 /* ---- upstreams (upstream_http.c, upstream_file.c) -------------------------------------------- */
-/* Forwards req to the HTTP upstream and queues the streamed response (or a JSON error). */
-enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, const char *url);
+/* Forwards req to the HTTP upstream. Without a body: waits for the response head and
+ * queues the streamed response (or a JSON error). With a body: starts the transfer, which
+ * gw_upstream_http_feed feeds chunk by chunk and gw_upstream_http_finish answers. follow:
+ * redirects are followed here (metered) and Xet hints stripped. */
+enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, const char *url,
+                                 bool with_body, bool follow);
+enum MHD_Result gw_upstream_http_feed(struct gw_req *req, const char *data, size_t *size);
+enum MHD_Result gw_upstream_http_finish(struct gw_req *req, struct MHD_Connection *c);
+/* Frees a transfer that never became a response (client gone); no-op when none. */
+void gw_upstream_http_abandon(struct gw_req *req);
 /* Serves the file under the configured directory for path (or a JSON error). */
 enum MHD_Result gw_upstream_file(struct gw_req *req, struct MHD_Connection *c, const char *path);
 void gw_upstream_http_global_init(void);

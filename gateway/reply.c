@@ -69,3 +69,14 @@ enum MHD_Result gw_reply_error(struct gw_req *req, struct MHD_Connection *c, uns
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
     return gw_reply(req, c, status, resp);
 }
+
+enum MHD_Result gw_reply_challenge(struct gw_req *req, struct MHD_Connection *c)
+{
+    struct MHD_Response *resp = json_response(
+        json_pack("{s:{s:s, s:s}}", "error", "code", "authentication_required", "message",
+                  "send the API key as the password (any user name)"));
+    if (resp != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                "Basic realm=\"hubmeter\", charset=\"UTF-8\"");
+    return gw_reply(req, c, MHD_HTTP_UNAUTHORIZED, resp);
+}

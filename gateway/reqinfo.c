@@ -6,6 +6,7 @@
 #include "gateway/gw_int.h"
 
 #include <arpa/inet.h>
+#include <fnmatch.h>
 #include <netinet/in.h>
 #include <string.h>
 
@@ -121,4 +122,22 @@ int gw_percent_decode(const char *in, char *out, size_t outlen)
     }
     out[o] = '\0';
     return CM_OK;
+}
+
+bool gw_path_matches(const char *patterns, const char *path)
+{
+    char pattern[512];
+    for (const char *p = patterns; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        if (n > 0 && n < sizeof pattern) {
+            memcpy(pattern, p, n);
+            pattern[n] = '\0';
+            if (fnmatch(pattern, path, 0) == 0)
+                return true;
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return false;
 }

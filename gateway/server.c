@@ -58,17 +58,33 @@ static enum MHD_Result append_arg(void *cls, enum MHD_ValueKind kind, const char
     return MHD_YES;
 }
 
+static bool method_with_body(const char *m)
+{
+    return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0 ||
+           strcmp(m, "DELETE") == 0;
+}
+
+/* Routes a request to the upstream: identity, then the file tree or the HTTP upstream. */
 static enum MHD_Result proxy(struct gw_req *req, struct MHD_Connection *c, const char *url)
 {
+    const struct hm_config *cfg = req->gw->cfg;
     req->metered = true;
     gw_repo_from_path(url, req->repo, sizeof req->repo);
-    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
+    bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    bool body = method_with_body(req->method);
+    if (!get && (cfg->upstream_is_file || (!body && strcmp(req->method, "OPTIONS") != 0)))
         return gw_reply_error(req, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-                              "the gateway forwards GET and HEAD requests");
+                              cfg->upstream_is_file
+                                  ? "a file:// upstream serves GET and HEAD"
+                                  : "the gateway forwards GET, HEAD, OPTIONS, POST, PUT, PATCH "
+                                    "and DELETE");
     enum MHD_Result mhd;
     if (gw_identify(req, c, &mhd) != CM_OK)
         return mhd;
-    const struct hm_config *cfg = req->gw->cfg;
+    /* git, git-lfs, docker and pip send credentials only after a challenge. */
+    if (req->id.org_id == 0 && cfg->challenge_paths[0] != '\0' &&
+        gw_path_matches(cfg->challenge_paths, url))
+        return gw_reply_challenge(req, c);
     if (cfg->upstream_is_file)
         return gw_upstream_file(req, c, url);
     char target[URL_MAX + CM_URL_MAX];
@@ -81,7 +97,9 @@ static enum MHD_Result proxy(struct gw_req *req, struct MHD_Connection *c, const
     if (q.overflow)
         return gw_reply_error(req, c, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
                               "the request URI is longer than 8 KiB");
-    return gw_upstream_http(req, c, target);
+    req->uploading = body;
+    return gw_upstream_http(req, c, target, body,
+                            get && gw_path_matches(cfg->follow_redirects, url));
 }
 
 static struct gw_req *req_new(struct gw *gw, struct MHD_Connection *c, const char *method)
@@ -112,7 +130,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   void **con_cls)
 {
     (void)version;
-    (void)upload_data;
     struct gw_req *req = *con_cls;
     if (req == NULL) {
         req = req_new(cls, c, method);
@@ -121,16 +138,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (req->magic != GW_REQ_MAGIC)
         abort(); /* a stale or foreign pointer: stop before doing damage */
-    if (*upload_data_size != 0) { /* request bodies are not forwarded yet: drain them */
-        *upload_data_size = 0;
-        return MHD_YES;
+    if (!req->dispatched) {
+        req->dispatched = true;
+        enum MHD_Result r;
+        if (strlen(url) > URL_MAX)
+            r = gw_reply_error(req, c, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
+                               "the request URI is longer than 8 KiB");
+        else if (strncmp(url, "/-/", 3) == 0 || strcmp(url, "/-") == 0)
+            r = gw_api(req, c, url);
+        else
+            r = proxy(req, c, url);
+        if (!req->uploading || r != MHD_YES)
+            return r;
     }
-    if (strlen(url) > URL_MAX)
-        return gw_reply_error(req, c, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
-                              "the request URI is longer than 8 KiB");
-    if (strncmp(url, "/-/", 3) == 0 || strcmp(url, "/-") == 0)
-        return gw_api(req, c, url);
-    return proxy(req, c, url);
+    if (req->uploading) /* the body streams on to the upstream as it arrives */
+        return *upload_data_size != 0 ? gw_upstream_http_feed(req, upload_data, upload_data_size)
+                                      : gw_upstream_http_finish(req, c);
+    *upload_data_size = 0; /* a body nobody asked for (an answer is already queued) */
+    return MHD_YES;
 }
 
 /* Body bytes the client received. A completed response counts whole; an aborted one
@@ -178,6 +203,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
            req->id.org_id ? req->id.org_slug : "-", req->key_display[0] ? req->key_display : "-",
            req->client_ip, req->repo[0] ? req->repo : "-",
            (long long)((cm_now_us() - req->start_us) / 1000));
+    gw_upstream_http_abandon(req);
     req->magic = 0;
     free(req);
     *con_cls = NULL;

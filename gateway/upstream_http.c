@@ -33,8 +33,16 @@ struct stream {
     size_t n_headers;
     bool has_length;
     uint64_t length, delivered;
-    int64_t idle_ms;
+    int64_t idle_ms, first_byte_ms;
+    bool follow; /* redirects are followed inside the gateway (metered route) */
+    /* Request body (POST, PUT, …): the chunk libmicrohttpd gave us, fed to curl's reader. */
+    const char *in_ptr;
+    size_t in_len;
+    bool uploading, in_eof, read_paused, upload_dropped;
 };
+
+/* What pump() waits for. */
+enum want { WANT_HEAD, WANT_BODY, WANT_INPUT_TAKEN };
 
 void gw_upstream_http_global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
@@ -75,7 +83,9 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userdata)
         return n;
     }
     if (len == 0) {
-        if (s->status >= 200)
+        bool redirect = s->status == 301 || s->status == 302 || s->status == 303 ||
+                        s->status == 307 || s->status == 308;
+        if (s->status >= 200 && !(s->follow && redirect)) /* curl fetches the target next */
             s->head_done = true;
         return n;
     }
@@ -122,11 +132,12 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
-/* Runs curl until there are body bytes to read, the transfer ended, or (want_head) the
- * response head is complete. CM_OK then, CM_AGAIN after idle_ms without any of them. */
-static int pump(struct stream *s, bool want_head)
+/* Runs curl until what is wanted happened (or the transfer ended): the response head,
+ * body bytes to read, or the current request-body chunk taken. CM_OK then, CM_AGAIN
+ * after the idle (or, before the head, the first-byte) timeout without progress. */
+static int pump(struct stream *s, enum want want)
 {
-    int64_t deadline = cm_mono_ms() + s->idle_ms;
+    int64_t deadline = cm_mono_ms() + (s->head_done ? s->idle_ms : s->first_byte_ms);
     for (;;) {
         int running = 0;
         curl_multi_perform(s->multi, &running);
@@ -137,13 +148,30 @@ static int pump(struct stream *s, bool want_head)
                 s->done = true;
                 s->result = msg->data.result;
             }
-        if (s->done || s->len > 0 || (want_head && s->head_done))
+        if (s->done || (want == WANT_HEAD && s->head_done) || (want == WANT_BODY && s->len > 0) ||
+            (want == WANT_INPUT_TAKEN && (s->in_len == 0 || s->head_done)))
             return CM_OK;
         int64_t left_ms = deadline - cm_mono_ms();
         if (left_ms <= 0)
             return CM_AGAIN;
         curl_multi_poll(s->multi, NULL, 0, (int)(left_ms < 1000 ? left_ms : 1000), NULL);
     }
+}
+
+static size_t on_read(char *out, size_t size, size_t nitems, void *userdata)
+{
+    struct stream *s = userdata;
+    size_t n = size * nitems < s->in_len ? size * nitems : s->in_len;
+    if (n > 0) {
+        memcpy(out, s->in_ptr, n);
+        s->in_ptr += n;
+        s->in_len -= n;
+        return n;
+    }
+    if (s->in_eof)
+        return 0;
+    s->read_paused = true; /* resumed when the next chunk arrives */
+    return CURL_READFUNC_PAUSE;
 }
 
 static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
@@ -173,7 +201,7 @@ static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
             curl_easy_pause(s->easy, CURLPAUSE_CONT);
             continue;
         }
-        if (pump(s, false) == CM_AGAIN) {
+        if (pump(s, WANT_BODY) == CM_AGAIN) {
             cm_log(CM_LOG_WARN, "upstream_idle_timeout", "delivered=%llu",
                    (unsigned long long)s->delivered);
             s->req->stream_failed = true;
@@ -239,15 +267,17 @@ static int add_header(struct stream *s, const char *name, const char *value)
 
 static int build_request(struct stream *s, struct MHD_Connection *c, const char *url)
 {
+    const struct hm_config *cfg = s->req->gw->cfg;
     struct forward_ctx fc = {.s = s};
     MHD_get_connection_values(c, MHD_HEADER_KIND, forward_header, &fc);
     const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
     if (fc.oom || add_header(s, "X-Forwarded-For", s->req->client_ip) != CM_OK ||
         add_header(s, "X-Forwarded-Proto", "http") != CM_OK ||
         (host != NULL && add_header(s, "X-Forwarded-Host", host) != CM_OK) ||
-        add_header(s, "Via", "1.1 hubmeter") != CM_OK || add_header(s, "Expect", NULL) != CM_OK)
+        add_header(s, "Via", "1.1 hubmeter") != CM_OK || add_header(s, "Expect", NULL) != CM_OK ||
+        (cfg->upstream_authorization[0] != '\0' &&
+         add_header(s, "Authorization", cfg->upstream_authorization) != CM_OK))
         return CM_ERR;
-    const struct hm_config *cfg = s->req->gw->cfg;
     CURL *e = s->easy;
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -260,8 +290,28 @@ static int build_request(struct stream *s, struct MHD_Connection *c, const char 
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
-    if (strcmp(s->req->method, "HEAD") == 0)
+    if (strcmp(s->req->method, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    } else if (s->uploading) {
+        /* The body streams from the client as it arrives; chunked when its size is unknown.
+         * The gateway's own credential (if any) is never sent to another host: curl keeps
+         * a custom Authorization header for the original host only. */
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        uint64_t size;
+        curl_easy_setopt(e, CURLOPT_UPLOAD, 1L);
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, s->req->method);
+        curl_easy_setopt(e, CURLOPT_READFUNCTION, on_read);
+        curl_easy_setopt(e, CURLOPT_READDATA, s);
+        curl_easy_setopt(e, CURLOPT_INFILESIZE_LARGE,
+                         cl != NULL && cm_parse_u64(cl, &size) == CM_OK ? (curl_off_t)size
+                                                                         : (curl_off_t)-1);
+    } else if (strcmp(s->req->method, "GET") != 0) {
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, s->req->method);
+    }
+    if (s->follow) {
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(e, CURLOPT_MAXREDIRS, 5L);
+    }
     return CM_OK;
 }
 
@@ -280,19 +330,56 @@ static struct MHD_Response *make_response(struct stream *s)
         if (hop_by_hop(h->name) || strcasecmp(h->name, "Content-Length") == 0 ||
             strcasecmp(h->name, "Date") == 0)
             continue;
+        /* On a metered route, Xet hints would send clients around the gateway. */
+        if (s->follow && (strncasecmp(h->name, "X-Xet-", 6) == 0 ||
+                          (strcasecmp(h->name, "Link") == 0 && strstr(h->value, "xet-") != NULL)))
+            continue;
         MHD_add_response_header(resp, h->name, h->value);
     }
     MHD_add_response_header(resp, "Via", "1.1 hubmeter");
     return resp;
 }
 
-enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, const char *url)
+/* Queues the response whose head has arrived, or the JSON error of a failed transfer. */
+static enum MHD_Result respond(struct gw_req *req, struct MHD_Connection *c, struct stream *s)
+{
+    req->stream = NULL;
+    if (!s->head_done) {
+        CURLcode r = s->done ? s->result : CURLE_OPERATION_TIMEDOUT;
+        cm_log(CM_LOG_WARN, "upstream_failed", "error=\"%s\"", curl_easy_strerror(r));
+        stream_free(s);
+        if (r == CURLE_OPERATION_TIMEDOUT)
+            return gw_reply_error(req, c, MHD_HTTP_GATEWAY_TIMEOUT, "upstream_timeout",
+                                  "the upstream did not answer in time");
+        if (r == CURLE_TOO_MANY_REDIRECTS)
+            return gw_reply_error(req, c, MHD_HTTP_BAD_GATEWAY, "upstream_redirect_loop",
+                                  "the upstream redirected too many times");
+        return gw_reply_error(req, c, MHD_HTTP_BAD_GATEWAY, "upstream_unreachable",
+                              "the upstream could not be reached");
+    }
+    req->upstream_status = (unsigned)s->status;
+    req->upstream_ms = (cm_now_us() - req->start_us) / 1000;
+    unsigned status = (unsigned)s->status;
+    bool bodyless = status == 204 || status == 304;
+    struct MHD_Response *resp = make_response(s);
+    if (resp == NULL || bodyless)
+        stream_free(s); /* a bodyless response does not own the stream */
+    if (resp == NULL)
+        return MHD_NO;
+    return gw_reply(req, c, status, resp);
+}
+
+enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, const char *url,
+                                 bool with_body, bool follow)
 {
     struct stream *s = calloc(1, sizeof *s);
     if (s == NULL)
         return MHD_NO;
     s->req = req;
     s->idle_ms = req->gw->cfg->upstream_idle_timeout_ms;
+    s->first_byte_ms = req->gw->cfg->upstream_first_byte_timeout_ms;
+    s->uploading = with_body;
+    s->follow = follow && !with_body;
     s->buf = malloc(STREAM_BUFFER);
     s->multi = curl_multi_init();
     s->easy = curl_easy_init();
@@ -303,22 +390,49 @@ enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, c
         return gw_reply_error(req, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
                               "cannot set up the upstream request");
     }
-    if (pump(s, true) != CM_OK || !s->head_done) {
-        CURLcode r = s->done ? s->result : CURLE_OPERATION_TIMEDOUT;
-        cm_log(CM_LOG_WARN, "upstream_failed", "error=\"%s\"", curl_easy_strerror(r));
-        stream_free(s);
-        if (r == CURLE_OPERATION_TIMEDOUT)
-            return gw_reply_error(req, c, MHD_HTTP_GATEWAY_TIMEOUT, "upstream_timeout",
-                                  "the upstream did not answer in time");
-        return gw_reply_error(req, c, MHD_HTTP_BAD_GATEWAY, "upstream_unreachable",
-                              "the upstream could not be reached");
+    req->stream = s;
+    if (with_body)
+        return MHD_YES; /* the body arrives in the next calls */
+    pump(s, WANT_HEAD);
+    return respond(req, c, s);
+}
+
+enum MHD_Result gw_upstream_http_feed(struct gw_req *req, const char *data, size_t *size)
+{
+    struct stream *s = req->stream;
+    if (s != NULL && !s->upload_dropped) {
+        s->in_ptr = data;
+        s->in_len = *size;
+        if (s->read_paused) {
+            s->read_paused = false;
+            curl_easy_pause(s->easy, CURLPAUSE_CONT);
+        }
+        /* The upstream may answer (or fail) before taking the whole body: the rest of the
+         * client's body is then read and dropped, and the answer is what the client gets. */
+        if (pump(s, WANT_INPUT_TAKEN) != CM_OK || s->done || s->head_done)
+            s->upload_dropped = s->in_len > 0 || s->done;
+        s->in_len = 0;
     }
-    unsigned status = (unsigned)s->status;
-    bool bodyless = status == 204 || status == 304;
-    struct MHD_Response *resp = make_response(s);
-    if (resp == NULL || bodyless)
-        stream_free(s); /* a bodyless response does not own the stream */
-    if (resp == NULL)
-        return MHD_NO;
-    return gw_reply(req, c, status, resp);
+    *size = 0;
+    return MHD_YES;
+}
+
+enum MHD_Result gw_upstream_http_finish(struct gw_req *req, struct MHD_Connection *c)
+{
+    struct stream *s = req->stream;
+    if (s == NULL)
+        return MHD_YES; /* already answered */
+    s->in_eof = true;
+    if (s->read_paused) {
+        s->read_paused = false;
+        curl_easy_pause(s->easy, CURLPAUSE_CONT);
+    }
+    pump(s, WANT_HEAD);
+    return respond(req, c, s);
+}
+
+void gw_upstream_http_abandon(struct gw_req *req)
+{
+    stream_free(req->stream);
+    req->stream = NULL;
 }

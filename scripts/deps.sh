@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential pkg-config
   libmicrohttpd-dev libcurl4-openssl-dev libhiredis-dev libpq-dev
   libjansson-dev libssl-dev libcriterion-dev
-  redis-server postgresql nginx-light
+  redis-server postgresql nginx-light libnginx-mod-http-echo
   curl ca-certificates procps
 )
 

@@ -396,3 +396,68 @@ uint64_t th_http_abort_after(const char *url, const char *const *headers, uint64
     curl_easy_cleanup(c);
     return st.received;
 }
+
+long th_http_connections_for_two(const char *url)
+{
+    CURL *c = curl_easy_init();
+    struct th_response r = {.body = calloc(1, 1)};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    long total = 0;
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(curl_easy_perform(c), CURLE_OK);
+        long n = 0;
+        curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &n);
+        total += n;
+    }
+    curl_easy_cleanup(c);
+    free(r.body);
+    return total;
+}
+
+struct upload {
+    const char *data;
+    size_t len, off;
+};
+
+static size_t send_body(char *out, size_t size, size_t n, void *userdata)
+{
+    struct upload *u = userdata;
+    size_t k = size * n < u->len - u->off ? size * n : u->len - u->off;
+    memcpy(out, u->data + u->off, k);
+    u->off += k;
+    return k;
+}
+
+void th_http_body(const char *method, const char *url, const char *const *headers,
+                  const char *body, size_t len, bool chunked, struct th_response *resp)
+{
+    memset(resp, 0, sizeof *resp);
+    resp->body = calloc(1, 1);
+    struct upload u = {.data = body, .len = len};
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+        h = curl_slist_append(h, headers[i]);
+    if (chunked)
+        h = curl_slist_append(h, "Transfer-Encoding: chunked");
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, send_body);
+    curl_easy_setopt(c, CURLOPT_READDATA, &u);
+    if (!chunked)
+        curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+}

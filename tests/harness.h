@@ -62,6 +62,11 @@ struct th_response {
 void th_http(const char *method, const char *url, const char *const *headers,
              struct th_response *resp);
 void th_response_free(struct th_response *resp);
+/* GETs url twice on one client handle; returns how many connections were opened. */
+long th_http_connections_for_two(const char *url);
+/* Performs method with body (len bytes; chunked when chunked is true) and headers. */
+void th_http_body(const char *method, const char *url, const char *const *headers,
+                  const char *body, size_t len, bool chunked, struct th_response *resp);
 /* GETs url with a small receive buffer and hangs up once limit body bytes have arrived.
  * Returns the body bytes the client application actually received. */
 uint64_t th_http_abort_after(const char *url, const char *const *headers, uint64_t limit);

@@ -1,0 +1,218 @@
+/*
+ * End-to-end tests of the proxy's behaviours against a real nginx playing a hub: request
+ * bodies, redirects (followed and metered, or passed through), timeouts, a reset
+ * upstream, the gateway's own upstream credential, challenges and keep-alive.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+
+static char db_url[512], redis_url[256];
+static char env_db[600], env_redis[300], env_up[600];
+static struct th_gateway gw;
+
+static void start_with(const char *upstream, const char *extra1, const char *extra2)
+{
+    th_db_new(db_url, sizeof db_url);
+    th_redis_new(redis_url, sizeof redis_url);
+    snprintf(env_db, sizeof env_db, "HUBMETER_DATABASE_URL=%s", db_url);
+    snprintf(env_redis, sizeof env_redis, "HUBMETER_REDIS_URL=%s", redis_url);
+    snprintf(env_up, sizeof env_up, "HUBMETER_UPSTREAM=%s", upstream);
+    const char *env[] = {env_db, env_redis, env_up, extra1, extra2, NULL};
+    th_gateway_start(&gw, env);
+}
+
+static void start(void) { start_with(th_env("HM_TEST_NGINX_URL"), NULL, NULL); }
+
+static void stop(void) { th_gateway_stop(&gw); }
+
+static void url(char *out, size_t len, const char *path)
+{
+    snprintf(out, len, "%s%s", gw.base, path);
+}
+
+Test(proxy, post_and_put_bodies_stream_to_the_upstream, .init = start, .fini = stop)
+{
+    char u[256];
+    url(u, sizeof u, "/api/echo");
+    struct th_response r;
+    th_http_body("POST", u, NULL, "{\"q\":1}", 7, false, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "{\"q\":1}");
+    th_response_free(&r);
+    size_t len = 5u << 20; /* larger than any buffer on the way, sent chunked */
+    char *big = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        big[i] = (char)('a' + i % 26);
+    th_http_body("PUT", u, NULL, big, len, true, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, len);
+    cr_assert(memcmp(r.body, big, len) == 0);
+    th_response_free(&r);
+    th_http_body("POST", u, NULL, big, len, false, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(r.body_len, len);
+    th_response_free(&r);
+    free(big);
+    /* nginx refuses POST to a static file: its 405 passes through, the gateway stays up. */
+    url(u, sizeof u, "/acme/model/resolve/main/config.json");
+    th_http_body("POST", u, NULL, "x", 1, false, &r);
+    cr_assert_eq(r.status, 405);
+    th_response_free(&r);
+}
+
+Test(proxy, resolve_redirects_are_followed_metered_and_stripped_of_xet_hints, .init = start,
+     .fini = stop)
+{
+    char u[256], v[128];
+    url(u, sizeof u, "/acme/redirected/resolve/main/config.json");
+    struct th_response r;
+    th_http("GET", u, (const char *[]){"Range: bytes=2-11", NULL}, &r);
+    cr_assert_eq(r.status, 206, "the redirect was followed with the range kept");
+    cr_assert_eq(r.body_len, 10);
+    cr_assert(strncmp(r.body, "model_type", 10) == 0, "%s", r.body);
+    cr_assert(!th_header(&r, "X-Xet-Hash", v, sizeof v), "Xet hints are removed");
+    cr_assert(!th_header(&r, "Link", v, sizeof v));
+    cr_assert(!th_header(&r, "Location", v, sizeof v));
+    th_response_free(&r);
+    /* Elsewhere redirects pass through unchanged. */
+    url(u, sizeof u, "/acme/model/api/redirect");
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 302);
+    cr_assert(th_header(&r, "Location", v, sizeof v));
+    cr_assert(strstr(v, "/cdn/config.json") != NULL, "%s", v);
+    th_response_free(&r);
+    url(u, sizeof u, "/loop/resolve/x");
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 502);
+    cr_assert(strstr(r.body, "upstream_redirect_loop") != NULL, "%s", r.body);
+    th_response_free(&r);
+}
+
+static void start_slow(void)
+{
+    start_with(th_env("HM_TEST_NGINX_URL"), "HUBMETER_UPSTREAM_FIRST_BYTE_TIMEOUT_MS=300", NULL);
+}
+
+Test(proxy, an_upstream_slower_than_the_first_byte_timeout_is_a_504, .init = start_slow,
+     .fini = stop)
+{
+    char u[256];
+    url(u, sizeof u, "/api/slow");
+    struct th_response r;
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 504);
+    cr_assert(strstr(r.body, "upstream_timeout") != NULL, "%s", r.body);
+    th_response_free(&r);
+}
+
+/* A one-shot upstream that promises 100000 bytes, sends 1000 and hangs up. */
+static int reset_port;
+static void *reset_upstream(void *arg)
+{
+    int fd = *(int *)arg;
+    for (int i = 0; i < 4; i++) {
+        int c = accept(fd, NULL, NULL);
+        if (c < 0)
+            break;
+        char req[4096];
+        ssize_t got = read(c, req, sizeof req);
+        (void)got;
+        char buf[1100] = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n";
+        size_t head = strlen(buf);
+        memset(buf + head, 'z', 1000);
+        ssize_t w = write(c, buf, head + 1000);
+        (void)w;
+        close(c);
+    }
+    close(fd);
+    return NULL;
+}
+
+static void start_reset(void)
+{
+    static int fd;
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    listen(fd, 8);
+    reset_port = ntohs(sa.sin_port);
+    pthread_t t;
+    pthread_create(&t, NULL, reset_upstream, &fd);
+    pthread_detach(t);
+    char up[64];
+    snprintf(up, sizeof up, "http://127.0.0.1:%d", reset_port);
+    start_with(up, NULL, NULL);
+}
+
+Test(proxy, an_upstream_reset_mid_body_closes_the_client_connection, .init = start_reset,
+     .fini = stop)
+{
+    char u[256];
+    url(u, sizeof u, "/acme/model/resolve/main/x.bin");
+    struct th_response r;
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 0, "the client must see a failed transfer, not a complete one");
+    cr_assert(r.body_len <= 1000);
+    th_response_free(&r);
+}
+
+static void start_credential(void)
+{
+    start_with(th_env("HM_TEST_NGINX_URL"), "HUBMETER_UPSTREAM_AUTHORIZATION=Bearer gw-own-cred",
+               "HUBMETER_CHALLENGE_PATHS=*.git/*,/v2/*");
+}
+
+static bool upstream_saw(const char *marker, char *line, size_t len)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/../nginx/access.log", th_env("HM_TEST_WWW"));
+    FILE *f = fopen(path, "r");
+    bool found = false;
+    while (f != NULL && !found && fgets(line, (int)len, f) != NULL)
+        found = strstr(line, marker) != NULL;
+    if (f != NULL)
+        fclose(f);
+    return found;
+}
+
+Test(proxy, the_gateways_own_credential_is_sent_and_challenges_are_issued,
+     .init = start_credential, .fini = stop)
+{
+    char u[256], line[1024], marker[64];
+    snprintf(marker, sizeof marker, "cred=%d", (int)getpid());
+    snprintf(u, sizeof u, "%s/acme/model/resolve/main/config.json?%s", gw.base, marker);
+    struct th_response r;
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    th_response_free(&r);
+    cr_assert(upstream_saw(marker, line, sizeof line));
+    cr_assert(strstr(line, "auth=\"Bearer gw-own-cred\"") != NULL, "%s", line);
+    cr_assert(!th_log_contains(&gw, "gw-own-cred"), "the credential is never logged");
+    url(u, sizeof u, "/acme/model.git/info/lfs/objects/batch");
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 401);
+    char v[128];
+    cr_assert(th_header(&r, "WWW-Authenticate", v, sizeof v));
+    cr_assert(strncmp(v, "Basic", 5) == 0, "%s", v);
+    th_response_free(&r);
+}
+
+Test(proxy, connections_are_kept_alive_across_requests, .init = start, .fini = stop)
+{
+    char u[256];
+    url(u, sizeof u, "/acme/model/resolve/main/config.json");
+    cr_assert_eq(th_http_connections_for_two(u), 1, "the second request reused the connection");
+    url(u, sizeof u, "/-/healthz");
+    cr_assert_eq(th_http_connections_for_two(u), 1);
+}
