@@ -64,6 +64,8 @@ struct hm_config {
     char follow_redirects[512];       /* path patterns whose redirects are followed */
     char challenge_paths[512];        /* path patterns answering anonymous requests with 401 */
     unsigned shutdown_grace_s;
+    unsigned header_timeout_s;      /* a request head must arrive within this */
+    char config_file[CM_URL_MAX];   /* the --config file, for reloads ("" when none) */
     unsigned upstream_idle_timeout_ms;
     unsigned ship_interval_ms;
     bool run_flusher; /* serve also runs the flusher */

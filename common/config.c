@@ -45,6 +45,7 @@ static const struct opt options[] = {
     {"HUBMETER_UPSTREAM_AUTHORIZATION", OPT_STRING, F(upstream_authorization), 0, 0, true},
     {"HUBMETER_FOLLOW_REDIRECTS", OPT_STRING, F(follow_redirects), 0, 0, false},
     {"HUBMETER_CHALLENGE_PATHS", OPT_STRING, F(challenge_paths), 0, 0, false},
+    {"HUBMETER_HEADER_TIMEOUT_S", OPT_UINT, F(header_timeout_s), 1, 3600, false},
     {"HUBMETER_SHUTDOWN_GRACE_S", OPT_UINT, F(shutdown_grace_s), 0, 86400, false},
     {"HUBMETER_UPSTREAM_IDLE_TIMEOUT_MS", OPT_UINT, F(upstream_idle_timeout_ms), 10, 3600000,
      false},
@@ -80,6 +81,7 @@ static void set_defaults(struct hm_config *cfg)
     cfg->upstream_first_byte_timeout_ms = 30000;
     cm_copy(cfg->follow_redirects, sizeof cfg->follow_redirects, "*/resolve/*");
     cfg->shutdown_grace_s = 30;
+    cfg->header_timeout_s = 20;
     cfg->ship_interval_ms = 1000;
     cfg->run_flusher = true;
 }
@@ -263,7 +265,8 @@ static int load_file(struct hm_config *cfg, const char *path, char *err, size_t 
 int cm_config_load(struct hm_config *cfg, const char *file, char *err, size_t errlen)
 {
     set_defaults(cfg);
-    if (file != NULL && load_file(cfg, file, err, errlen) != CM_OK)
+    if (file != NULL && (cm_copy(cfg->config_file, sizeof cfg->config_file, file) != CM_OK ||
+                         load_file(cfg, file, err, errlen) != CM_OK))
         return CM_INVALID;
     for (size_t i = 0; i < N_OPTIONS; i++) {
         const char *v = getenv(options[i].key);

@@ -4,6 +4,7 @@
  */
 #include "gateway/gw_int.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 struct usage_args {
@@ -106,11 +107,27 @@ static enum MHD_Result ready(struct gw_req *req, struct MHD_Connection *c)
     return gw_reply_json(req, c, pg_ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, body);
 }
 
+static enum MHD_Result metrics(struct gw_req *req, struct MHD_Connection *c)
+{
+    char *text = gw_metrics_render(&req->gw->metrics, meter_redis_ok(req->gw->meter));
+    if (text == NULL)
+        return MHD_NO;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(text);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8");
+    return gw_reply(req, c, MHD_HTTP_OK, resp);
+}
+
 enum MHD_Result gw_api(struct gw_req *req, struct MHD_Connection *c, const char *url)
 {
     bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
     if (strcmp(url, "/-/healthz") == 0 || strcmp(url, "/-/readyz") == 0 ||
-        strcmp(url, "/-/v1/usage") == 0) {
+        strcmp(url, "/-/v1/usage") == 0 || strcmp(url, "/-/metrics") == 0) {
         if (!get)
             return gw_reply_error(req, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
                                   "this endpoint answers GET and HEAD only");
@@ -118,9 +135,11 @@ enum MHD_Result gw_api(struct gw_req *req, struct MHD_Connection *c, const char 
             return gw_reply_json(req, c, MHD_HTTP_OK, json_pack("{s:s}", "status", "ok"));
         if (strcmp(url, "/-/readyz") == 0)
             return ready(req, c);
+        if (strcmp(url, "/-/metrics") == 0)
+            return metrics(req, c);
         return usage(req, c);
     }
     return gw_reply_error(req, c, MHD_HTTP_NOT_FOUND, "not_found",
                           "no such gateway endpoint (known: /-/healthz, /-/readyz, "
-                          "/-/v1/usage)");
+                          "/-/metrics, /-/v1/usage)");
 }

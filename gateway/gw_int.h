@@ -7,6 +7,7 @@
 
 #include <limits.h>
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <pthread.h>
 
 #include "gateway/gateway.h"
@@ -16,6 +17,19 @@
 #define GW_REQ_MAGIC 0x68726571u /* "hreq": checked whenever a request comes back as void * */
 
 struct gw_idcache;
+struct gw_watchdog;
+
+#define GW_LATENCY_BUCKETS 11
+
+/* Counters for /-/metrics; every field is an atomic, written from request threads. */
+struct gw_metrics {
+    _Atomic uint64_t requests[5]; /* by status class 1xx..5xx */
+    _Atomic uint64_t bytes;
+    _Atomic int64_t in_flight;
+    _Atomic uint64_t slow_clients_cut;
+    _Atomic uint64_t latency_le[GW_LATENCY_BUCKETS];
+    _Atomic uint64_t latency_count, latency_sum_ms;
+};
 
 struct gw {
     const struct hm_config *cfg;
@@ -24,7 +38,26 @@ struct gw {
     struct meter *meter;
     struct gw_idcache *ids;
     char upstream_root[PATH_MAX]; /* realpath of a file:// upstream's directory */
+    struct gw_metrics metrics;
+    struct gw_watchdog *watchdog;
+    _Atomic bool stopping; /* set at shutdown: waits for upstream data give up */
 };
+
+/* ---- metrics (metrics.c) ---------------------------------------------------------------------- */
+void gw_metrics_request_done(struct gw_metrics *m, unsigned status, uint64_t bytes);
+void gw_metrics_upstream_latency(struct gw_metrics *m, int64_t ms);
+/* Prometheus text; caller frees. NULL when out of memory. */
+char *gw_metrics_render(struct gw_metrics *m, bool redis_ok);
+
+/* ---- slow clients (watchdog.c) ------------------------------------------------------------------ */
+/* Tracks connections and cuts those whose request head takes longer than timeout_s. */
+struct gw_watchdog *gw_watchdog_new(struct gw *gw, unsigned timeout_s);
+void gw_watchdog_free(struct gw_watchdog *w);
+/* libmicrohttpd's connection notification (MHD_OPTION_NOTIFY_CONNECTION). */
+void gw_watchdog_notify(void *cls, struct MHD_Connection *c, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code);
+/* The connection's request head has arrived (true) or it waits for the next one (false). */
+void gw_watchdog_head(struct MHD_Connection *c, bool seen);
 
 /* Per-request state: allocated on the first call of the access handler, freed in the
  * completion callback. Everything the meter needs is filled in before the response. */
@@ -78,6 +111,8 @@ enum gw_cred gw_credential_parse(const char *authorization, const char *x_api_ke
                                  char *keybuf, size_t keylen, const char **why);
 struct gw_idcache *gw_idcache_new(void);
 void gw_idcache_free(struct gw_idcache *cache);
+/* Forgets every cached key (after a reload). */
+void gw_idcache_clear(struct gw_idcache *cache);
 /* Identifies req from its headers. CM_OK: req->id filled (org_id 0 = anonymous).
  * Otherwise an error reply has been queued and the handler returns its result in *mhd. */
 int gw_identify(struct gw_req *req, struct MHD_Connection *c, enum MHD_Result *mhd);

@@ -227,3 +227,10 @@ int gw_identify(struct gw_req *req, struct MHD_Connection *c, enum MHD_Result *m
                               "the key store is unreachable: retry shortly");
     return CM_ERR;
 }
+
+void gw_idcache_clear(struct gw_idcache *c)
+{
+    pthread_mutex_lock(&c->lock);
+    memset(c->slots, 0, sizeof c->slots);
+    pthread_mutex_unlock(&c->lock);
+}

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define URL_MAX 8192
 
@@ -121,6 +122,8 @@ static struct gw_req *req_new(struct gw *gw, struct MHD_Connection *c, const cha
     req->fd = fi ? fi->connect_fd : -1;
     req->acked_known = gw_tcp_bytes_acked(req->fd, &req->acked_at_start) == CM_OK;
     req->upstream_ms = -1;
+    atomic_fetch_add(&gw->metrics.in_flight, 1);
+    gw_watchdog_head(c, true);
     return req;
 }
 
@@ -174,7 +177,6 @@ static uint64_t delivered_bytes(const struct gw_req *req, bool complete)
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)c;
     struct gw *gw = cls;
     struct gw_req *req = *con_cls;
     if (req == NULL)
@@ -196,13 +198,20 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         cm_copy(rec.repo, sizeof rec.repo, req->repo);
         cm_copy(rec.method, sizeof rec.method, req->method);
         meter_record(gw->meter, &rec);
+        gw_metrics_request_done(&gw->metrics, status, delivered);
+        if (req->upstream_ms >= 0)
+            gw_metrics_upstream_latency(&gw->metrics, req->upstream_ms);
     }
+    atomic_fetch_sub(&gw->metrics.in_flight, 1);
+    gw_watchdog_head(c, false); /* a kept-alive connection now waits for its next head */
     cm_log(CM_LOG_INFO, "request",
-           "method=%s status=%u bytes=%llu complete=%s org=%s key=%s client=%s repo=%s ms=%lld",
+           "method=%s status=%u bytes=%llu complete=%s org=%s key=%s client=%s repo=%s ms=%lld "
+           "upstream_status=%u upstream_ms=%lld",
            req->method, status, (unsigned long long)delivered, complete ? "yes" : "no",
            req->id.org_id ? req->id.org_slug : "-", req->key_display[0] ? req->key_display : "-",
            req->client_ip, req->repo[0] ? req->repo : "-",
-           (long long)((cm_now_us() - req->start_us) / 1000));
+           (long long)((cm_now_us() - req->start_us) / 1000), req->upstream_status,
+           (long long)req->upstream_ms);
     gw_upstream_http_abandon(req);
     req->magic = 0;
     free(req);
@@ -231,8 +240,12 @@ static struct MHD_Daemon *start_daemon(struct gw *gw)
         fprintf(stderr, "hubmeter: HUBMETER_LISTEN host %s does not resolve\n", cfg->listen_host);
         return NULL;
     }
+    /* A thread per connection: a request's thread blocks on its upstream (curl_multi_poll)
+     * or its client (MHD's send), never spins; see BENCH.md for the measurements. ITC lets
+     * shutdown stop accepting while downloads finish. */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+                     MHD_USE_ERROR_LOG | MHD_USE_ITC |
+                     (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     return MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
@@ -240,7 +253,50 @@ static struct MHD_Daemon *start_daemon(struct gw *gw)
         MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
         cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, cfg->client_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(128 * 1024), MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        1, MHD_OPTION_END);
+        1, MHD_OPTION_NOTIFY_CONNECTION, gw_watchdog_notify, gw->watchdog,
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024), MHD_OPTION_END);
+}
+
+/* SIGHUP reloads what can change without a restart: the log level (from the environment
+ * and the config file given at start), and the key cache is emptied so key changes apply
+ * at once. Everything else needs a restart, and the log line says so. */
+static void reload(struct gw *gw)
+{
+    struct hm_config fresh;
+    char err[512];
+    if (cm_config_load(&fresh, gw->cfg->config_file[0] ? gw->cfg->config_file : NULL, err,
+                       sizeof err) != CM_OK) {
+        cm_log(CM_LOG_ERROR, "reload_failed", "error=\"%s\"", err);
+        return;
+    }
+    cm_log_set_level(fresh.log_level);
+    gw_idcache_clear(gw->ids);
+    cm_log(CM_LOG_INFO, "reloaded", "applied=\"log level, key cache\" restart_needed_for=\"other keys\"");
+}
+
+/* Waits for SIGINT/SIGTERM (reloading on SIGHUP), then stops accepting connections and
+ * lets running requests finish for up to the shutdown grace period. */
+static void wait_for_stop(struct gw *gw, const struct hm_config *cfg)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    int sig = 0;
+    while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
+        reload(gw);
+    MHD_socket listener = MHD_quiesce_daemon(gw->daemon);
+    if (listener != MHD_INVALID_SOCKET)
+        close(listener);
+    int64_t deadline = cm_mono_ms() + (int64_t)cfg->shutdown_grace_s * 1000;
+    cm_log(CM_LOG_INFO, "stopping", "signal=%d in_flight=%lld grace_s=%u", sig,
+           (long long)atomic_load(&gw->metrics.in_flight), cfg->shutdown_grace_s);
+    while (atomic_load(&gw->metrics.in_flight) > 0 && cm_mono_ms() < deadline)
+        usleep(50 * 1000);
+    if (atomic_load(&gw->metrics.in_flight) > 0)
+        cm_log(CM_LOG_WARN, "grace_expired", "in_flight=%lld",
+               (long long)atomic_load(&gw->metrics.in_flight));
 }
 
 int gw_serve(const struct hm_config *cfg)
@@ -250,6 +306,7 @@ int gw_serve(const struct hm_config *cfg)
     sigemptyset(&stop);
     sigaddset(&stop, SIGINT);
     sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
     gw_upstream_http_global_init();
@@ -277,6 +334,11 @@ int gw_serve(const struct hm_config *cfg)
             goto fail;
         }
     }
+    gw.watchdog = gw_watchdog_new(&gw, cfg->header_timeout_s);
+    if (gw.watchdog == NULL) {
+        fprintf(stderr, "hubmeter: cannot start the slow-client watchdog\n");
+        goto fail;
+    }
     gw.daemon = start_daemon(&gw);
     if (gw.daemon == NULL) {
         fprintf(stderr, "hubmeter: cannot listen on %s:%u (in use, or not allowed)\n",
@@ -285,13 +347,13 @@ int gw_serve(const struct hm_config *cfg)
     }
     cm_log(CM_LOG_INFO, "listening", "address=%s:%u upstream=%s flusher=%s", cfg->listen_host,
            (unsigned)cfg->listen_port, cfg->upstream, cfg->run_flusher ? "on" : "off");
-    int sig = 0;
-    sigwait(&stop, &sig);
-    cm_log(CM_LOG_INFO, "stopping", "signal=%d", sig);
+    wait_for_stop(&gw, cfg);
     rc = 0;
 fail:
+    atomic_store(&gw.stopping, true);
     if (gw.daemon != NULL)
-        MHD_stop_daemon(gw.daemon); /* waits for every connection thread */
+        MHD_stop_daemon(gw.daemon); /* closes what is left, waits for every thread */
+    gw_watchdog_free(gw.watchdog);
     meter_free(gw.meter);           /* ships what is left */
     meter_flusher_free(flusher);
     gw_idcache_free(gw.ids);

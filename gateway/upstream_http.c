@@ -152,7 +152,7 @@ static int pump(struct stream *s, enum want want)
             (want == WANT_INPUT_TAKEN && (s->in_len == 0 || s->head_done)))
             return CM_OK;
         int64_t left_ms = deadline - cm_mono_ms();
-        if (left_ms <= 0)
+        if (left_ms <= 0 || atomic_load(&s->req->gw->stopping))
             return CM_AGAIN;
         curl_multi_poll(s->multi, NULL, 0, (int)(left_ms < 1000 ? left_ms : 1000), NULL);
     }

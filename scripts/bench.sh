@@ -140,6 +140,7 @@ chmod 0644 "$B"/www/*.bin
 cat "$B"/www/*.bin >/dev/null
 
 log "building bench/slowclients"
+# shellcheck disable=SC2046 # pkg-config prints several words
 cc -O2 -Wall -Wextra -o "$B/slowclients" bench/slowclients.c \
   $(pkg-config --cflags --libs libcurl 2>/dev/null || echo -lcurl)
 
@@ -334,14 +335,40 @@ to_ms() { # to_ms 1.23ms|456.78us|1.02s -> milliseconds
     else print "" }'
 }
 
+cpu_ticks() { # cpu_ticks PID...: utime + stime of the processes (all threads), in clock ticks
+  local p sum=0 v
+  for p in "$@"; do
+    v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+proxy_pids() { # proxy_pids NAME
+  if [[ "$1" == nginx ]]; then nginx_pids "$B/proxy"; else echo "$HM_PID"; fi
+}
+time_wait_origin() {
+  ss -Htan state time-wait "( dport = :$ORIGIN_PORT or sport = :$ORIGIN_PORT )" | wc -l
+}
+
 small_requests() { # small_requests NAME URL [WRK ARGS...]
-  local name=$1 url=$2 f="$B/out/$1.wrk"
+  local name=$1 url=$2 f="$B/out/$1.wrk" c0 c1 t0 t1 tw0 tw1
   shift 2
   timeout 20 taskset -c 1 wrk -t1 -c"$WRK_CONNS" -d2s "$@" "$url" >/dev/null 2>&1 || true
+  # shellcheck disable=SC2046
+  c0=$(cpu_ticks $(proxy_pids "$name"))
+  t0=$(date +%s.%N)
+  tw0=$(time_wait_origin)
   if ! timeout $((WRK_SECS + 20)) taskset -c 1 wrk -t1 -c"$WRK_CONNS" -d"${WRK_SECS}s" --latency \
     "$@" "$url" >"$f" 2>&1; then
     log "wrk against $name failed: $(tail -n 3 "$f" | tr '\n' ' ')"
   fi
+  # shellcheck disable=SC2046
+  c1=$(cpu_ticks $(proxy_pids "$name"))
+  t1=$(date +%s.%N)
+  tw1=$(time_wait_origin)
+  R[cpu.$name]=$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%.0f", (b - a) / hz / (e - s) * 100 }')
+  R[tw.$name]=$((tw1 - tw0))
   R[rps.$name]=$(awk '/^Requests\/sec:/ { printf "%.0f", $2 }' "$f")
   R[p50.$name]=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$f")")
   R[p99.$name]=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$f")")
@@ -450,7 +477,10 @@ verdict() { # verdict HUBMETER NGINX OP TARGET
 v() { echo "${1:-—}"; }
 
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=$(git status --porcelain -- common gateway meter registry main sql 2>/dev/null | grep -q . && echo " (+ uncommitted changes)" || true)
+DIRTY=""
+if [[ -n "$(git status --porcelain -- common gateway meter registry main sql 2>/dev/null || true)" ]]; then
+  DIRTY=" + uncommitted changes in the C sources (bin/hubmeter is built from the working tree)"
+fi
 NGINX_V=$(nginx -v 2>&1 | sed 's/^nginx version: //')
 WRK_V=$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $1, $2 }')
 CURL_V=$( (curl --version || true) | awk 'NR == 1 { print $1, $2 }')
@@ -477,6 +507,7 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
   echo
   echo "- Origin alone (no proxy): single stream $(v "${R[single.origin]:-}") MB/s, $PARALLEL ranges $(v "${R[ranges.origin]:-}") MB/s."
   echo "- wrk: nginx $(v "${R[total.nginx]:-}") requests in ${WRK_SECS} s, non-2xx: $(v "${R[non2xx.nginx]:-0}"), socket errors: $(v "${R[sockerr.nginx]:-none}"); hubmeter $(v "${R[total.hubmeter]:-}") requests, non-2xx: $(v "${R[non2xx.hubmeter]:-0}"), socket errors: $(v "${R[sockerr.hubmeter]:-none}")."
+  echo "- CPU used by the proxy during the measured wrk run (100% = all of core 0): nginx $(v "${R[cpu.nginx]:-}")%, hubmeter $(v "${R[cpu.hubmeter]:-}")% (Redis/PostgreSQL not included). Change in TIME_WAIT sockets to/from the origin over that run (approximate count of upstream connections opened and closed): nginx $(v "${R[tw.nginx]:-}"), hubmeter $(v "${R[tw.hubmeter]:-}")."
   echo "- Idle RSS before the slow downloads: nginx $(v "${R[idle.nginx]:-}") MiB (master + 2 workers), hubmeter $(v "${R[idle.hubmeter]:-}") MiB; hubmeter peak threads: $(v "${R[threads.hubmeter]:-}")."
   echo "- Slow clients, nginx: \`$(v "${R[slow.nginx]:-}")\`"
   echo "- Slow clients, hubmeter: \`$(v "${R[slow.hubmeter]:-}")\`"
@@ -486,7 +517,7 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
     echo "  Most frequent (count, line):"
     echo
     echo '  ```'
-    sed 's/^/  /' <<<"$HM_ERRSAMPLE" | cut -c1-300
+    sed 's/^/  /' <<<"$HM_ERRSAMPLE" | cut -c1-300 # shellcheck disable=SC2001
     echo '  ```'
   fi
   if ((${#HM_NOTES[@]})); then

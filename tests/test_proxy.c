@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -215,4 +216,109 @@ Test(proxy, connections_are_kept_alive_across_requests, .init = start, .fini = s
     cr_assert_eq(th_http_connections_for_two(u), 1, "the second request reused the connection");
     url(u, sizeof u, "/-/healthz");
     cr_assert_eq(th_http_connections_for_two(u), 1);
+}
+
+static void start_strict(void)
+{
+    start_with(th_env("HM_TEST_NGINX_URL"), "HUBMETER_HEADER_TIMEOUT_S=1", NULL);
+}
+
+static int connect_gateway(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)gw.port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    return fd;
+}
+
+Test(proxy, a_client_trickling_its_request_head_is_cut_off, .init = start_strict, .fini = stop)
+{
+    int fd = connect_gateway();
+    const char *head = "GET /acme/model/resolve/main/config.json HTTP/1.1\r\nHost: x\r\n";
+    int64_t start = th_now_ms();
+    bool closed = false;
+    for (size_t i = 0; head[i] != '\0' && !closed && th_now_ms() - start < 8000; i++) {
+        if (send(fd, head + i, 1, MSG_NOSIGNAL) != 1)
+            closed = true;
+        usleep(250 * 1000);
+        char b;
+        if (recv(fd, &b, 1, MSG_DONTWAIT) == 0)
+            closed = true;
+    }
+    cr_assert(closed, "the gateway kept a slowloris connection for 8 s");
+    cr_assert(th_now_ms() - start < 4000, "cut after %lld ms", (long long)(th_now_ms() - start));
+    close(fd);
+    /* A well-behaved client on the same gateway is unaffected. */
+    char u[256];
+    url(u, sizeof u, "/-/metrics");
+    struct th_response r;
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "hubmeter_slow_clients_cut_total 1") != NULL, "%s", r.body);
+    th_response_free(&r);
+}
+
+Test(proxy, oversized_heads_are_refused_and_the_gateway_stays_up, .init = start, .fini = stop)
+{
+    static char big[200000];
+    memset(big, 'a', sizeof big - 1);
+    memcpy(big, "X-Big: ", 7);
+    char u[256];
+    url(u, sizeof u, "/acme/model/resolve/main/config.json");
+    struct th_response r;
+    th_http("GET", u, (const char *[]){big, NULL}, &r);
+    cr_assert(r.status == 431 || r.status == 413 || r.status == 400 || r.status == 0,
+              "an oversized head got %ld", r.status);
+    th_response_free(&r);
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    th_response_free(&r);
+}
+
+Test(proxy, metrics_count_requests_bytes_and_upstream_latency, .init = start, .fini = stop)
+{
+    char u[256];
+    url(u, sizeof u, "/acme/model/resolve/main/config.json");
+    struct th_response r;
+    th_http("GET", u, NULL, &r);
+    size_t len = r.body_len;
+    th_response_free(&r);
+    url(u, sizeof u, "/-/metrics");
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    char ct[128], want[128];
+    cr_assert(th_header(&r, "Content-Type", ct, sizeof ct));
+    cr_assert(strncmp(ct, "text/plain; version=0.0.4", 25) == 0, "%s", ct);
+    cr_assert(strstr(r.body, "hubmeter_requests_total{status_class=\"2xx\"} 1\n") != NULL, "%s",
+              r.body);
+    snprintf(want, sizeof want, "hubmeter_response_bytes_total %zu\n", len);
+    cr_assert(strstr(r.body, want) != NULL, "%s", r.body);
+    cr_assert(strstr(r.body, "hubmeter_upstream_latency_seconds_count 1\n") != NULL, "%s",
+              r.body);
+    th_response_free(&r);
+}
+
+Test(proxy, sigterm_lets_running_downloads_finish_and_sighup_reloads, .init = start,
+     .fini = stop)
+{
+    char cmd[1024], out[128];
+    snprintf(out, sizeof out, "/tmp/hm-grace-%d.bin", (int)getpid());
+    kill(gw.pid, SIGHUP);
+    int64_t deadline = th_now_ms() + 5000;
+    while (!th_log_contains(&gw, "event=reloaded") && th_now_ms() < deadline)
+        usleep(50 * 1000);
+    cr_assert(th_log_contains(&gw, "event=reloaded"));
+    /* A 3 MiB download at 1 MiB/s is still running when SIGTERM arrives. */
+    snprintf(cmd, sizeof cmd,
+             "curl -fsS --limit-rate 1M -o %s %s/acme/model/resolve/main/model.bin & "
+             "sleep 0.7; kill -TERM %d; wait $!",
+             out, gw.base, (int)gw.pid);
+    cr_assert_eq(system(cmd), 0, "the download failed during shutdown");
+    FILE *f = fopen(out, "rb");
+    fseek(f, 0, SEEK_END);
+    cr_assert_eq(ftell(f), 3145739, "the download was cut short");
+    fclose(f);
+    unlink(out);
+    cr_assert(th_log_contains(&gw, "event=stopping"));
 }
