@@ -63,6 +63,7 @@ struct hm_config {
     char upstream_authorization[512]; /* the gateway's own upstream credential: secret */
     char follow_redirects[512];       /* path patterns whose redirects are followed */
     char challenge_paths[512];        /* path patterns answering anonymous requests with 401 */
+    char repo_patterns[1024];         /* how a path names its repository (gateway/reqinfo.c) */
     unsigned shutdown_grace_s;
     unsigned header_timeout_s;      /* a request head must arrive within this */
     char config_file[CM_URL_MAX];   /* the --config file, for reloads ("" when none) */

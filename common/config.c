@@ -44,6 +44,7 @@ static const struct opt options[] = {
      3600000, false},
     {"HUBMETER_UPSTREAM_AUTHORIZATION", OPT_STRING, F(upstream_authorization), 0, 0, true},
     {"HUBMETER_FOLLOW_REDIRECTS", OPT_STRING, F(follow_redirects), 0, 0, false},
+    {"HUBMETER_REPO_PATTERNS", OPT_STRING, F(repo_patterns), 0, 0, false},
     {"HUBMETER_CHALLENGE_PATHS", OPT_STRING, F(challenge_paths), 0, 0, false},
     {"HUBMETER_HEADER_TIMEOUT_S", OPT_UINT, F(header_timeout_s), 1, 3600, false},
     {"HUBMETER_SHUTDOWN_GRACE_S", OPT_UINT, F(shutdown_grace_s), 0, 86400, false},
@@ -82,6 +83,11 @@ static void set_defaults(struct hm_config *cfg)
     cm_copy(cfg->follow_redirects, sizeof cfg->follow_redirects, "*/resolve/*");
     cfg->shutdown_grace_s = 30;
     cfg->header_timeout_s = 20;
+    cm_copy(cfg->repo_patterns, sizeof cfg->repo_patterns,
+            "/api/models/{ns}/{repo}*,datasets/=/api/datasets/{ns}/{repo}*,"
+            "spaces/=/api/spaces/{ns}/{repo}*,datasets/=/datasets/{ns}/{repo}/*,"
+            "spaces/=/spaces/{ns}/{repo}/*,/{ns}/{repo}.git/*,/{ns}/{repo}/resolve/*,"
+            "/{ns}/{repo}/raw/*,/{ns}/{repo}/blob/*");
     cfg->ship_interval_ms = 1000;
     cfg->run_flusher = true;
 }

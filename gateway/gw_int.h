@@ -126,8 +126,12 @@ void gw_client_network(const struct sockaddr *sa, char *ip, size_t iplen, char *
 int gw_percent_decode(const char *in, char *out, size_t outlen);
 /* True when path matches one of the comma-separated shell patterns ('*' crosses '/'). */
 bool gw_path_matches(const char *patterns, const char *path);
-/* The repository a request path refers to ("owner/name", "datasets/owner/name"), or "". */
-void gw_repo_from_path(const char *path, char *repo, size_t len);
+/* The repository a request path refers to, by the first matching pattern of the
+ * comma-separated list ("[label=]/{ns}/{repo}/resolve/…": {ns} and {repo} are one path
+ * segment, a final * matches the rest); "label" + "ns/repo", or "" when none matches. */
+void gw_repo_from_path(const char *patterns, const char *path, char *repo, size_t len);
+/* Checks a pattern list; CM_INVALID with err naming the bad pattern. */
+int gw_repo_patterns_check(const char *patterns, char *err, size_t errlen);
 
 /* ---- upstreams (upstream_http.c, upstream_file.c) -------------------------------------------- */
 /* Forwards req to the HTTP upstream. Without a body: waits for the response head and

@@ -43,54 +43,94 @@ void gw_client_network(const struct sockaddr *sa, char *ip, size_t iplen, char *
     }
 }
 
-/* Length of the path segment at p if it is a plausible repository name part, else 0. */
-static size_t name_segment(const char *p)
+static bool name_char(char ch)
 {
-    size_t n = 0;
-    for (; p[n] != '\0' && p[n] != '/' && p[n] != '?'; n++) {
-        char ch = p[n];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '-' || ch == '_' || ch == '.'))
-            return 0;
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '-' || ch == '_' || ch == '.';
+}
+
+struct capture {
+    const char *ns, *repo;
+    size_t ns_len, repo_len;
+};
+
+/* Matches path against the template tpl[0..tl): literal characters, {ns} and {repo} (one
+ * path segment of name characters, longest first with backtracking), and a final '*'. */
+static bool match(const char *tpl, size_t tl, const char *path, struct capture *cap)
+{
+    if (tl == 0)
+        return *path == '\0' || *path == '?';
+    if (tpl[0] == '*' && tl == 1)
+        return true;
+    bool ns = tl >= 4 && strncmp(tpl, "{ns}", 4) == 0;
+    bool repo = tl >= 6 && strncmp(tpl, "{repo}", 6) == 0;
+    if (ns || repo) {
+        size_t skip = ns ? 4 : 6, n = 0;
+        while (name_char(path[n]) && n < 96)
+            n++;
+        for (; n > 0; n--) {
+            if ((n == 1 && path[0] == '.') || (n == 2 && path[0] == '.' && path[1] == '.'))
+                continue;
+            if (match(tpl + skip, tl - skip, path + n, cap)) {
+                if (ns)
+                    cap->ns = path, cap->ns_len = n;
+                else
+                    cap->repo = path, cap->repo_len = n;
+                return true;
+            }
+        }
+        return false;
     }
-    if (n > 96 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-        return 0;
-    return n;
+    return *path == tpl[0] && match(tpl + 1, tl - 1, path + 1, cap);
 }
 
-static bool starts(const char *p, const char *prefix)
-{
-    return strncmp(p, prefix, strlen(prefix)) == 0;
-}
-
-void gw_repo_from_path(const char *path, char *repo, size_t len)
+void gw_repo_from_path(const char *patterns, const char *path, char *repo, size_t len)
 {
     cm_copy(repo, len, "");
-    if (path == NULL || path[0] != '/')
-        return;
-    const char *p = path + 1;
-    const char *kind = "";
-    /* Hugging Face layout: /api/{models,datasets,spaces}/o/n/..., /{datasets,spaces}/o/n/...,
-     * and model repos at the root: /o/n/resolve/... */
-    if (starts(p, "api/models/"))
-        p += strlen("api/models/");
-    else if (starts(p, "api/datasets/"))
-        p += strlen("api/datasets/"), kind = "datasets/";
-    else if (starts(p, "api/spaces/"))
-        p += strlen("api/spaces/"), kind = "spaces/";
-    else if (starts(p, "datasets/"))
-        p += strlen("datasets/"), kind = "datasets/";
-    else if (starts(p, "spaces/"))
-        p += strlen("spaces/"), kind = "spaces/";
-    else if (starts(p, "api/") || starts(p, "-/"))
-        return;
-    size_t a = name_segment(p);
-    if (a == 0 || p[a] != '/')
-        return;
-    size_t b = name_segment(p + a + 1);
-    if (b == 0)
-        return;
-    cm_fmt(repo, len, "%s%.*s/%.*s", kind, (int)a, p, (int)b, p + a + 1);
+    for (const char *p = patterns; path != NULL && *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        const char *eq = memchr(p, '=', n);
+        const char *tpl = eq ? eq + 1 : p;
+        size_t tl = (size_t)(p + n - tpl), label = eq ? (size_t)(eq - p) : 0;
+        struct capture cap = {0};
+        if (match(tpl, tl, path, &cap) && cap.repo != NULL) {
+            if (cap.ns != NULL)
+                cm_fmt(repo, len, "%.*s%.*s/%.*s", (int)label, p, (int)cap.ns_len, cap.ns,
+                       (int)cap.repo_len, cap.repo);
+            else
+                cm_fmt(repo, len, "%.*s%.*s", (int)label, p, (int)cap.repo_len, cap.repo);
+            return;
+        }
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+}
+
+int gw_repo_patterns_check(const char *patterns, char *err, size_t errlen)
+{
+    for (const char *p = patterns; *p != '\0';) {
+        size_t n = strcspn(p, ",");
+        const char *eq = memchr(p, '=', n);
+        const char *tpl = eq ? eq + 1 : p;
+        size_t tl = (size_t)(p + n - tpl);
+        const char *star = memchr(tpl, '*', tl);
+        char one[256];
+        cm_fmt(one, sizeof one, "%.*s", (int)(n < 200 ? n : 200), p);
+        if (tl == 0 || tpl[0] != '/' || (star != NULL && star != tpl + tl - 1))
+            return cm_fmt(err, errlen, "HUBMETER_REPO_PATTERNS: \"%s\" must start with / and may "
+                                       "end with one *", one), CM_INVALID;
+        bool has_repo = false;
+        for (size_t i = 0; i + 6 <= tl && !has_repo; i++)
+            has_repo = strncmp(tpl + i, "{repo}", 6) == 0;
+        if (!has_repo)
+            return cm_fmt(err, errlen, "HUBMETER_REPO_PATTERNS: \"%s\" has no {repo}", one),
+                   CM_INVALID;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return CM_OK;
 }
 
 static int hex_digit(char ch)

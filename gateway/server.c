@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +71,7 @@ static enum MHD_Result proxy(struct gw_req *req, struct MHD_Connection *c, const
 {
     const struct hm_config *cfg = req->gw->cfg;
     req->metered = true;
-    gw_repo_from_path(url, req->repo, sizeof req->repo);
+    gw_repo_from_path(cfg->repo_patterns, url, req->repo, sizeof req->repo);
     bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
     bool body = method_with_body(req->method);
     if (!get && (cfg->upstream_is_file || (!body && strcmp(req->method, "OPTIONS") != 0)))
@@ -241,10 +242,11 @@ static struct MHD_Daemon *start_daemon(struct gw *gw)
         return NULL;
     }
     /* A thread per connection: a request's thread blocks on its upstream (curl_multi_poll)
-     * or its client (MHD's send), never spins; see BENCH.md for the measurements. ITC lets
-     * shutdown stop accepting while downloads finish. */
+     * or its client (MHD's send), never spins; see BENCH.md for the measurements. poll(),
+     * not select(): descriptors pass 1024 with a few hundred downloads. ITC lets shutdown
+     * stop accepting while downloads finish. */
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ERROR_LOG | MHD_USE_ITC |
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC |
                      (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     return MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
@@ -309,6 +311,13 @@ int gw_serve(const struct hm_config *cfg)
     sigaddset(&stop, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Each download holds two descriptors (client and upstream): allow as many as the
+     * hard limit permits, as nginx's worker_rlimit_nofile does. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     gw_upstream_http_global_init();
 
     char err[512];
@@ -319,6 +328,10 @@ int gw_serve(const struct hm_config *cfg)
         fprintf(stderr, "hubmeter: HUBMETER_UPSTREAM directory %s does not exist\n",
                 cfg->upstream_dir);
         return 1;
+    }
+    if (gw_repo_patterns_check(cfg->repo_patterns, err, sizeof err) != CM_OK) {
+        fprintf(stderr, "hubmeter: invalid configuration: %s\n", err);
+        return 2;
     }
     gw.pg = cm_pg_pool_new(cfg->database_url, 16);
     gw.ids = gw_idcache_new();

@@ -188,7 +188,22 @@ nginx_pids() { # nginx_pids DIR: master and its workers
   ps -o pid= --ppid "$master" 2>/dev/null | tr -d ' ' || true
 }
 
-# Other load on the machine (e.g. a concurrent `make test`) skews the figures: note it.
+# Other load on the machine (e.g. a concurrent `make test`) skews the figures:
+# wait (bounded) for a quiet machine, and note the load in the results.
+cpu_busy_pct() { # CPU busy over the next second, all cores, in %
+  local a b
+  a=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
+  sleep 1
+  b=$(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat)
+  awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    busy = y[1] - x[1]; idle = y[2] - x[2]; printf "%.0f", busy * 100 / (busy + idle + 0.0001) }'
+}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-60}
+BUSY_START=$(cpu_busy_pct)
+for ((i = 0; i < QUIET_WAIT && BUSY_START > 15; i += 1)); do
+  ((i % 10)) || log "machine busy (${BUSY_START}% CPU used by others); waiting up to ${QUIET_WAIT}s"
+  BUSY_START=$(cpu_busy_pct)
+done
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 log "starting Redis + PostgreSQL in $B"
@@ -491,7 +506,7 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 {
   echo "## Results — $(date -u '+%Y-%m-%d %H:%M UTC'), hubmeter \`$COMMIT\`$DIRTY"
   echo
-  echo "Machine: $(nproc) cores ($CPU), $MEM, Linux $(uname -r); $NGINX_V; $WRK_V; $CURL_V; ulimit -n $NOFILE. Load average (1/5/15 min) before the run: $LOAD_START, after: $LOAD_END."
+  echo "Machine: $(nproc) cores ($CPU), $MEM, Linux $(uname -r); $NGINX_V; $WRK_V; $CURL_V; ulimit -n $NOFILE. Load average (1/5/15 min) before the run: $LOAD_START, after: $LOAD_END; CPU used by other processes just before the start: ${BUSY_START}%."
   echo
   echo "| benchmark | nginx | hubmeter | hubmeter / nginx | target | |"
   echo "|---|---:|---:|---:|---|---|"
@@ -517,7 +532,8 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
     echo "  Most frequent (count, line):"
     echo
     echo '  ```'
-    sed 's/^/  /' <<<"$HM_ERRSAMPLE" | cut -c1-300 # shellcheck disable=SC2001
+    # shellcheck disable=SC2001
+    sed 's/^/  /' <<<"$HM_ERRSAMPLE" | cut -c1-300
     echo '  ```'
   fi
   if ((${#HM_NOTES[@]})); then

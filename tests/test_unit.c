@@ -200,21 +200,34 @@ Test(request_facts, client_networks_are_slash24_and_slash48)
     cr_assert_str_eq(net, "198.51.100.0/24");
 }
 
-Test(request_facts, repositories_are_found_in_hub_paths)
+Test(request_facts, repositories_are_found_in_hub_paths, .init = clear_env)
 {
-    char repo[160];
-    gw_repo_from_path("/acme/llm-7b/resolve/main/model.safetensors", repo, sizeof repo);
-    cr_assert_str_eq(repo, "acme/llm-7b");
-    gw_repo_from_path("/api/models/acme/llm-7b/revision/main", repo, sizeof repo);
-    cr_assert_str_eq(repo, "acme/llm-7b");
-    gw_repo_from_path("/datasets/org/data.v2/resolve/main/x.parquet", repo, sizeof repo);
-    cr_assert_str_eq(repo, "datasets/org/data.v2");
-    gw_repo_from_path("/api/whoami-v2", repo, sizeof repo);
-    cr_assert_str_eq(repo, "");
-    gw_repo_from_path("/../etc/passwd", repo, sizeof repo);
-    cr_assert_str_eq(repo, "");
-    gw_repo_from_path("/a%20b/c/resolve/x", repo, sizeof repo);
-    cr_assert_str_eq(repo, "");
+    struct hm_config cfg;
+    char err[256], repo[160];
+    cm_config_load(&cfg, NULL, err, sizeof err);
+    const char *P = cfg.repo_patterns;
+    cr_assert_eq(gw_repo_patterns_check(P, err, sizeof err), CM_OK, "%s", err);
+    static const char *const cases[][2] = {
+        {"/acme/llm-7b/resolve/main/model.safetensors", "acme/llm-7b"},
+        {"/api/models/acme/llm-7b/revision/main", "acme/llm-7b"},
+        {"/api/models/acme/llm-7b", "acme/llm-7b"},
+        {"/datasets/org/data.v2/resolve/main/x.parquet", "datasets/org/data.v2"},
+        {"/api/datasets/org/data.v2/tree/main", "datasets/org/data.v2"},
+        {"/acme/model.git/info/lfs/objects/batch", "acme/model"},
+        {"/api/whoami-v2", ""},
+        {"/../etc/passwd", ""},
+        {"/a%20b/c/resolve/x", ""},
+        {"/acme/llm-7b", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        gw_repo_from_path(P, cases[i][0], repo, sizeof repo);
+        cr_assert_str_eq(repo, cases[i][1], "%s", cases[i][0]);
+    }
+    gw_repo_from_path("pypi/=/simple/{repo}/*", "/simple/numpy/", repo, sizeof repo);
+    cr_assert_str_eq(repo, "pypi/numpy");
+    cr_assert_eq(gw_repo_patterns_check("/simple/{name}/*", err, sizeof err), CM_INVALID);
+    cr_assert_eq(gw_repo_patterns_check("simple/{repo}", err, sizeof err), CM_INVALID);
+    cr_assert_eq(gw_repo_patterns_check("/a/*/{repo}", err, sizeof err), CM_INVALID);
 }
 
 Test(request_facts, percent_decoding_refuses_bad_escapes_and_nul)
