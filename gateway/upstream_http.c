@@ -17,6 +17,7 @@
 
 struct header {
     char *name, *value;
+    bool carried; /* from a redirect the gateway followed */
 };
 
 struct stream {
@@ -69,14 +70,43 @@ static void free_headers(struct stream *s)
     s->n_headers = 0;
 }
 
+/* A new response starts. After a followed redirect the hub's own headers of the redirect
+ * (X-Repo-Commit, X-Linked-Size, X-Linked-Etag…) are kept: clients such as huggingface_hub
+ * need them, and the storage host that answers next does not send them. */
+static void next_response(struct stream *s)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < s->n_headers; i++) {
+        struct header *h = &s->headers[i];
+        if (s->follow &&
+            (strncasecmp(h->name, "X-Repo-", 7) == 0 || strncasecmp(h->name, "X-Linked-", 9) == 0)) {
+            h->carried = true;
+            s->headers[kept++] = *h;
+        } else {
+            free(h->name);
+            free(h->value);
+        }
+    }
+    s->n_headers = kept;
+}
+
+/* True when the final response has its own header of that name. */
+static bool answered_itself(const struct stream *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_headers; i++)
+        if (!s->headers[i].carried && strcasecmp(s->headers[i].name, name) == 0)
+            return true;
+    return false;
+}
+
 static size_t on_header(char *data, size_t size, size_t nitems, void *userdata)
 {
     struct stream *s = userdata;
     size_t n = size * nitems, len = n;
     while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
         len--;
-    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response (after 1xx) */
-        free_headers(s);
+    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response (1xx, redirect) */
+        next_response(s);
         const char *sp = memchr(data, ' ', len);
         s->status = sp ? strtol(sp + 1, NULL, 10) : 0;
         s->has_length = false;
@@ -97,6 +127,7 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userdata)
     while (v < data + len && (*v == ' ' || *v == '\t'))
         v++;
     struct header *h = &s->headers[s->n_headers];
+    h->carried = false;
     h->name = strndup(data, nl);
     h->value = strndup(v, (size_t)(data + len - v));
     if (h->name == NULL || h->value == NULL) {
@@ -328,7 +359,7 @@ static struct MHD_Response *make_response(struct stream *s)
     for (size_t i = 0; i < s->n_headers; i++) {
         const struct header *h = &s->headers[i];
         if (hop_by_hop(h->name) || strcasecmp(h->name, "Content-Length") == 0 ||
-            strcasecmp(h->name, "Date") == 0)
+            strcasecmp(h->name, "Date") == 0 || (h->carried && answered_itself(s, h->name)))
             continue;
         /* On a metered route, Xet hints would send clients around the gateway. */
         if (s->follow && (strncasecmp(h->name, "X-Xet-", 6) == 0 ||

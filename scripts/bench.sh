@@ -279,6 +279,44 @@ pin() {
 
 declare -A R # results: R[metric.proxy]=value
 
+# CPU used by other processes (not this benchmark) during each phase:
+# system-wide user+nice+system ticks minus those of everything this run started
+# (this shell and its reaped children, nginx origin + proxy, hubmeter, Redis,
+# PostgreSQL and its backends).
+HZ=$(getconf CLK_TCK)
+NCPU=$(nproc)
+pid_ticks() { # pid_ticks PID...: utime + stime + cutime + cstime
+  local p sum=0 v
+  for p in "$@"; do
+    v=$(awk '{ sub(/^.*\) /, ""); print $12 + $13 + $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0)
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+ours_ticks() {
+  local pids pm
+  pids="$$ $HM_PID $(nginx_pids "$B/origin") $(nginx_pids "$B/proxy")"
+  pids+=" $(tr -cd '0-9' <"$B/redis/redis.pid" 2>/dev/null || true)"
+  pm=$(head -n1 "$B/pg/postmaster.pid" 2>/dev/null | tr -cd '0-9' || true)
+  if [[ -n "$pm" ]]; then
+    pids+=" $pm $(ps -o pid= --ppid "$pm" 2>/dev/null | tr '\n' ' ' || true)"
+  fi
+  # shellcheck disable=SC2086
+  pid_ticks $pids
+}
+sys_ticks() { awk '/^cpu / { print $2 + $3 + $4 }' /proc/stat; }
+SNAP=""
+snap() { SNAP="$(sys_ticks) $(ours_ticks) $(date +%s.%N)"; }
+others_pct() { # others_pct: % of the machine used by other processes since snap
+  local now
+  now="$(sys_ticks) $(ours_ticks) $(date +%s.%N)"
+  echo "snap: $SNAP now: $now (system user+nice+system ticks, ours ticks, time)" >>"$B/out/cpu.log"
+  awk -v a="$SNAP" -v b="$now" -v hz="$HZ" -v n="$NCPU" 'BEGIN {
+    split(a, x, " "); split(b, y, " ")
+    o = (y[1] - x[1]) - (y[2] - x[2]); if (o < 0) o = 0
+    printf "%.0f", o / hz / n / (y[3] - x[3]) * 100 }'
+}
+
 # --------------------------------------------------- a. large downloads ---
 
 single_stream() { # single_stream PROXY URL [CURL ARGS...] -> best MB/s (10^6 B/s)
@@ -325,6 +363,7 @@ parallel_ranges() { # parallel_ranges PROXY URL [CURL ARGS...] -> best aggregate
   echo "${best:-}"
 }
 
+snap
 log "a. 1 GiB single stream (best of $REPEAT)"
 R[single.origin]=$(single_stream origin "http://127.0.0.1:$ORIGIN_PORT/1g.bin")
 R[single.nginx]=$(single_stream nginx "$N_URL/1g.bin")
@@ -338,6 +377,7 @@ R[ranges.nginx]=$(parallel_ranges nginx "$N_URL/1g.bin")
 R[ranges.hubmeter]=$(parallel_ranges hubmeter "$H_URL/1g.bin" -H "$AUTH")
 hubmeter_check "1 GiB parallel ranges"
 log "   origin ${R[ranges.origin]:-?} MB/s, nginx ${R[ranges.nginx]:-?} MB/s, hubmeter ${R[ranges.hubmeter]:-?} MB/s"
+R[others.a]=$(others_pct)
 
 # ---------------------------------------------------- b. small requests ---
 
@@ -393,10 +433,12 @@ small_requests() { # small_requests NAME URL [WRK ARGS...]
 }
 
 log "b. 1 KiB, wrk -t1 -c$WRK_CONNS -d${WRK_SECS}s on core 1, proxies pinned to core 0"
+snap
 pin 0
 small_requests nginx "$N_URL/1k.bin"
 small_requests hubmeter "$H_URL/1k.bin" -H "$AUTH"
 pin 0-$(($(nproc) - 1))
+R[others.b]=$(others_pct)
 hubmeter_check "1 KiB wrk"
 log "   nginx ${R[rps.nginx]:-?} req/s (p50 ${R[p50.nginx]:-?} ms, p99 ${R[p99.nginx]:-?} ms)," \
   "hubmeter ${R[rps.hubmeter]:-?} req/s (p50 ${R[p50.hubmeter]:-?} ms, p99 ${R[p99.hubmeter]:-?} ms)"
@@ -462,10 +504,12 @@ settle() {
 
 log "c. $SLOW_N slow downloads of 64 MiB at $SLOW_RATE B/s for ${SLOW_SECS}s, RSS every 0.5 s"
 settle
+snap
 slow_downloads nginx "$N_URL/64m.bin"
 log "   nginx: peak ${R[rss.nginx]:-} MiB; ${R[slow.nginx]:-}"
 settle
 slow_downloads hubmeter "$H_URL/64m.bin" "$AUTH"
+R[others.c]=$(others_pct)
 hubmeter_check "$SLOW_N slow downloads"
 log "   hubmeter: peak ${R[rss.hubmeter]:-} MiB; ${R[slow.hubmeter]:-}"
 
@@ -520,6 +564,7 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
   echo
   echo "Reference and details:"
   echo
+  echo "- CPU used by other processes on the machine (not this benchmark) during a / b / c: $(v "${R[others.a]:-}")% / $(v "${R[others.b]:-}")% / $(v "${R[others.c]:-}")% of all $NCPU cores.$(awk -v a="${R[others.a]:-0}" -v b="${R[others.b]:-0}" -v c="${R[others.c]:-0}" 'BEGIN { if (a > 5 || b > 5 || c > 5) printf " **The machine was not quiet: these figures are skewed; re-run `make bench` on an idle machine.**" }')"
   echo "- Origin alone (no proxy): single stream $(v "${R[single.origin]:-}") MB/s, $PARALLEL ranges $(v "${R[ranges.origin]:-}") MB/s."
   echo "- wrk: nginx $(v "${R[total.nginx]:-}") requests in ${WRK_SECS} s, non-2xx: $(v "${R[non2xx.nginx]:-0}"), socket errors: $(v "${R[sockerr.nginx]:-none}"); hubmeter $(v "${R[total.hubmeter]:-}") requests, non-2xx: $(v "${R[non2xx.hubmeter]:-0}"), socket errors: $(v "${R[sockerr.hubmeter]:-none}")."
   echo "- CPU used by the proxy during the measured wrk run (100% = all of core 0): nginx $(v "${R[cpu.nginx]:-}")%, hubmeter $(v "${R[cpu.hubmeter]:-}")% (Redis/PostgreSQL not included). Change in TIME_WAIT sockets to/from the origin over that run (approximate count of upstream connections opened and closed): nginx $(v "${R[tw.nginx]:-}"), hubmeter $(v "${R[tw.hubmeter]:-}")."

@@ -410,6 +410,7 @@ http {
             add_header X-Xet-Hash abc123 always;
             add_header Link '<http://127.0.0.1/cas/token>; rel="xet-auth"' always;
             add_header X-Repo-Commit 0123456789abcdef always;
+            add_header X-Linked-Size 22 always;
             return 302 /cdn/config.json;
         }
         location /cdn/ {
@@ -429,6 +430,12 @@ http {
             client_body_in_single_buffer on;
             echo_read_request_body;
             echo_request_body;
+        }
+        # A chunked response (no Content-Length).
+        location = /api/chunked {
+            echo "first part";
+            echo_flush;
+            echo "second part";
         }
         # Answers its head only after 2 s (first-byte timeout).
         location = /api/slow {

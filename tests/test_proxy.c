@@ -83,6 +83,16 @@ Test(proxy, resolve_redirects_are_followed_metered_and_stripped_of_xet_hints, .i
     cr_assert(!th_header(&r, "X-Xet-Hash", v, sizeof v), "Xet hints are removed");
     cr_assert(!th_header(&r, "Link", v, sizeof v));
     cr_assert(!th_header(&r, "Location", v, sizeof v));
+    cr_assert(th_header(&r, "X-Repo-Commit", v, sizeof v), "the hub's headers survive");
+    cr_assert_str_eq(v, "0123456789abcdef");
+    cr_assert(th_header(&r, "X-Linked-Size", v, sizeof v));
+    th_response_free(&r);
+    /* HEAD, as huggingface_hub sends it before a download. */
+    th_http("HEAD", u, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(th_header(&r, "X-Repo-Commit", v, sizeof v));
+    cr_assert(th_header(&r, "ETag", v, sizeof v));
+    cr_assert(!th_header(&r, "Location", v, sizeof v));
     th_response_free(&r);
     /* Elsewhere redirects pass through unchanged. */
     url(u, sizeof u, "/acme/model/api/redirect");
@@ -321,4 +331,18 @@ Test(proxy, sigterm_lets_running_downloads_finish_and_sighup_reloads, .init = st
     fclose(f);
     unlink(out);
     cr_assert(th_log_contains(&gw, "event=stopping"));
+}
+
+Test(proxy, chunked_upstream_responses_stream_through, .init = start, .fini = stop)
+{
+    char u[256], v[64];
+    url(u, sizeof u, "/api/chunked");
+    struct th_response r;
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert_str_eq(r.body, "first part\nsecond part\n");
+    cr_assert(!th_header(&r, "Content-Length", v, sizeof v), "an unknown length stays unknown");
+    cr_assert(th_header(&r, "Transfer-Encoding", v, sizeof v));
+    cr_assert_str_eq(v, "chunked");
+    th_response_free(&r);
 }
