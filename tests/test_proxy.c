@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "tests/harness.h"
@@ -319,10 +320,10 @@ Test(proxy, sigterm_lets_running_downloads_finish_and_sighup_reloads, .init = st
     while (!th_log_contains(&gw, "event=reloaded") && th_now_ms() < deadline)
         usleep(50 * 1000);
     cr_assert(th_log_contains(&gw, "event=reloaded"));
-    /* A 3 MiB download at 1 MiB/s is still running when SIGTERM arrives. */
+    /* A 3 MiB download at 512 KiB/s is still running when SIGTERM arrives. */
     snprintf(cmd, sizeof cmd,
-             "curl -fsS --limit-rate 1M -o %s %s/acme/model/resolve/main/model.bin & "
-             "sleep 0.7; kill -TERM %d; wait $!",
+             "curl -fsS --limit-rate 512K -o %s %s/acme/model/resolve/main/model.bin & "
+             "sleep 0.5; kill -TERM %d; wait $!",
              out, gw.base, (int)gw.pid);
     cr_assert_eq(system(cmd), 0, "the download failed during shutdown");
     FILE *f = fopen(out, "rb");
@@ -330,7 +331,10 @@ Test(proxy, sigterm_lets_running_downloads_finish_and_sighup_reloads, .init = st
     cr_assert_eq(ftell(f), 3145739, "the download was cut short");
     fclose(f);
     unlink(out);
-    cr_assert(th_log_contains(&gw, "event=stopping"));
+    deadline = th_now_ms() + 5000;
+    while (!th_log_contains(&gw, "event=stopping") && th_now_ms() < deadline)
+        usleep(50 * 1000);
+    cr_assert(th_log_contains(&gw, "in_flight=1"), "SIGTERM arrived while the download ran");
 }
 
 Test(proxy, chunked_upstream_responses_stream_through, .init = start, .fini = stop)
@@ -344,5 +348,48 @@ Test(proxy, chunked_upstream_responses_stream_through, .init = start, .fini = st
     cr_assert(!th_header(&r, "Content-Length", v, sizeof v), "an unknown length stays unknown");
     cr_assert(th_header(&r, "Transfer-Encoding", v, sizeof v));
     cr_assert_str_eq(v, "chunked");
+    th_response_free(&r);
+}
+
+Test(proxy, several_ranges_pass_through_as_multipart, .init = start, .fini = stop)
+{
+    char u[256], v[128];
+    url(u, sizeof u, "/acme/model/resolve/main/config.json");
+    struct th_response r;
+    th_http("GET", u, (const char *[]){"Range: bytes=0-1,5-6", NULL}, &r);
+    cr_assert_eq(r.status, 206);
+    cr_assert(th_header(&r, "Content-Type", v, sizeof v));
+    cr_assert(strncmp(v, "multipart/byteranges", 20) == 0, "%s", v);
+    th_response_free(&r);
+}
+
+static void start_capped(void)
+{
+    start_with(th_env("HM_TEST_NGINX_URL"), "HUBMETER_MAX_CONNECTIONS_PER_IP=2", NULL);
+}
+
+Test(proxy, connections_per_client_address_and_uri_length_are_capped, .init = start_capped,
+     .fini = stop)
+{
+    int a = connect_gateway(), b = connect_gateway(), c = connect_gateway();
+    /* The third connection from the same address is closed at once. */
+    char buf[16];
+    struct timeval tv = {.tv_sec = 5};
+    setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    cr_assert_leq(recv(c, buf, sizeof buf, 0), 0, "the third connection was served");
+    close(a);
+    close(b);
+    close(c);
+    static char longurl[10000];
+    int n = snprintf(longurl, sizeof longurl, "%s/", gw.base);
+    memset(longurl + n, 'a', 9000);
+    struct th_response r;
+    int64_t deadline = th_now_ms() + 5000; /* the closed connections free their slots */
+    do {
+        th_http("GET", longurl, NULL, &r);
+        if (r.status == 0)
+            th_response_free(&r), usleep(100 * 1000);
+    } while (r.status == 0 && th_now_ms() < deadline);
+    cr_assert(r.status == 414 || r.status == 431, "a 9 kB URI got %ld", r.status);
     th_response_free(&r);
 }
