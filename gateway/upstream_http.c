@@ -7,7 +7,7 @@
  */
 #include "gateway/gw_int.h"
 
-#include <curl/curl.h>
+#include "gateway/transfer.h"
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -246,13 +246,12 @@ static void stream_free(void *cls)
     struct stream *s = cls;
     if (s == NULL)
         return;
-    if (s->multi != NULL && s->easy != NULL)
-        curl_multi_remove_handle(s->multi, s->easy);
-    curl_easy_cleanup(s->easy);
-    curl_multi_cleanup(s->multi);
+    /* The handles go back to this thread's cache; the upstream connection stays open
+     * for the client's next request unless curl judged it unusable. */
+    struct gw_transfer t = {.multi = s->multi, .easy = s->easy, .buf = s->buf};
+    gw_transfer_give(&t);
     curl_slist_free_all(s->out_headers);
     free_headers(s);
-    free(s->buf);
     free(s);
 }
 
@@ -411,11 +410,13 @@ enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, c
     s->first_byte_ms = req->gw->cfg->upstream_first_byte_timeout_ms;
     s->uploading = with_body;
     s->follow = follow && !with_body;
-    s->buf = malloc(STREAM_BUFFER);
-    s->multi = curl_multi_init();
-    s->easy = curl_easy_init();
-    if (s->buf == NULL || s->multi == NULL || s->easy == NULL ||
-        build_request(s, c, url) != CM_OK ||
+    struct gw_transfer t;
+    if (gw_transfer_take(&t, STREAM_BUFFER) != CM_OK) {
+        free(s);
+        return MHD_NO;
+    }
+    s->multi = t.multi, s->easy = t.easy, s->buf = t.buf;
+    if (build_request(s, c, url) != CM_OK ||
         curl_multi_add_handle(s->multi, s->easy) != CURLM_OK) {
         stream_free(s);
         return gw_reply_error(req, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
