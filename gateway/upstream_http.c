@@ -40,6 +40,10 @@ struct stream {
     const char *in_ptr;
     size_t in_len;
     bool uploading, in_eof, read_paused, upload_dropped;
+    /* While MHD waits in read_body, curl writes straight into MHD's buffer (one copy
+     * fewer); what does not fit goes to buf. */
+    char *direct;
+    size_t direct_max, direct_len;
 };
 
 /* What pump() waits for. */
@@ -148,6 +152,22 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 {
     struct stream *s = userdata;
     size_t n = size * nmemb;
+    if (s->direct != NULL && s->len == 0 && s->direct_len < s->direct_max) {
+        size_t k = n < s->direct_max - s->direct_len ? n : s->direct_max - s->direct_len;
+        memcpy(s->direct + s->direct_len, data, k);
+        s->direct_len += k;
+        if (k == n)
+            return n;
+        if (n - k > STREAM_BUFFER) { /* cannot happen: curl's buffer is smaller */
+            s->direct_len -= k;
+            s->paused = true;
+            return CURL_WRITEFUNC_PAUSE;
+        }
+        memcpy(s->buf, data + k, n - k);
+        s->start = 0;
+        s->len = n - k;
+        return n;
+    }
     if (s->start > 0 && s->len > 0 && s->start + s->len + n > STREAM_BUFFER) {
         memmove(s->buf, s->buf + s->start, s->len);
         s->start = 0;
@@ -179,7 +199,8 @@ static int pump(struct stream *s, enum want want)
                 s->done = true;
                 s->result = msg->data.result;
             }
-        if (s->done || (want == WANT_HEAD && s->head_done) || (want == WANT_BODY && s->len > 0) ||
+        if (s->done || (want == WANT_HEAD && s->head_done) ||
+            (want == WANT_BODY && (s->len > 0 || s->direct_len > 0)) ||
             (want == WANT_INPUT_TAKEN && (s->in_len == 0 || s->head_done)))
             return CM_OK;
         int64_t left_ms = deadline - cm_mono_ms();
@@ -227,12 +248,23 @@ static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
             s->req->stream_failed = true;
             return MHD_CONTENT_READER_END_WITH_ERROR; /* close: never a truncated "success" */
         }
+        s->direct = out;
+        s->direct_max = max;
+        s->direct_len = 0;
+        int rc = CM_OK;
         if (s->paused) {
             s->paused = false;
-            curl_easy_pause(s->easy, CURLPAUSE_CONT);
-            continue;
+            curl_easy_pause(s->easy, CURLPAUSE_CONT); /* may deliver data right here */
+        } else {
+            rc = pump(s, WANT_BODY);
         }
-        if (pump(s, WANT_BODY) == CM_AGAIN) {
+        s->direct = NULL;
+        if (s->direct_len > 0) {
+            s->delivered += s->direct_len;
+            s->req->bytes_sent += s->direct_len;
+            return (ssize_t)s->direct_len;
+        }
+        if (rc == CM_AGAIN) {
             cm_log(CM_LOG_WARN, "upstream_idle_timeout", "delivered=%llu",
                    (unsigned long long)s->delivered);
             s->req->stream_failed = true;
