@@ -461,3 +461,16 @@ void th_http_body(const char *method, const char *url, const char *const *header
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
 }
+
+bool th_upstream_saw(const char *marker, char *line, size_t len)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/../nginx/access.log", th_env("HM_TEST_WWW"));
+    FILE *f = fopen(path, "r");
+    bool found = false;
+    while (f != NULL && !found && fgets(line, (int)len, f) != NULL)
+        found = strstr(line, marker) != NULL;
+    if (f != NULL)
+        fclose(f);
+    return found;
+}

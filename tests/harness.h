@@ -73,6 +73,9 @@ uint64_t th_http_abort_after(const char *url, const char *const *headers, uint64
 /* Value of header name in resp (case-insensitive) copied into out; false when absent. */
 bool th_header(const struct th_response *resp, const char *name, char *out, size_t len);
 
+/* Copies the line of the test nginx's access log that contains marker; false if none. */
+bool th_upstream_saw(const char *marker, char *line, size_t len);
+
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int th_free_port(void);
 int64_t th_now_ms(void);

@@ -282,21 +282,6 @@ Test(e2e_file, range_head_and_revalidation_behave_like_a_file_server, .init = st
     th_response_free(&r);
 }
 
-/* The line of nginx's access log for the request carrying marker. */
-static bool upstream_saw(const char *marker, char *line, size_t len)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/../nginx/access.log", th_env("HM_TEST_WWW"));
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    bool found = false;
-    while (!found && fgets(line, (int)len, f) != NULL)
-        found = strstr(line, marker) != NULL;
-    fclose(f);
-    return found;
-}
-
 Test(e2e_nginx, downloads_stream_from_nginx_with_its_headers_and_without_the_key,
      .init = start_nginx, .fini = stop)
 {
@@ -323,7 +308,7 @@ Test(e2e_nginx, downloads_stream_from_nginx_with_its_headers_and_without_the_key
     th_response_free(&d);
     free(want);
     char line[1024];
-    cr_assert(upstream_saw(marker, line, sizeof line), "nginx never saw the request");
+    cr_assert(th_upstream_saw(marker, line, sizeof line), "nginx never saw the request");
     cr_assert(strstr(line, "x=a+b") != NULL, "the query string arrives unchanged: %s", line);
     cr_assert(strstr(line, "auth=\"-\"") != NULL, "the key was forwarded: %s", line);
     cr_assert(strstr(line, "xff=\"127.0.0.1\"") != NULL, "%s", line);

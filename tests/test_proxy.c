@@ -185,19 +185,6 @@ static void start_credential(void)
                "HUBMETER_CHALLENGE_PATHS=*.git/*,/v2/*");
 }
 
-static bool upstream_saw(const char *marker, char *line, size_t len)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/../nginx/access.log", th_env("HM_TEST_WWW"));
-    FILE *f = fopen(path, "r");
-    bool found = false;
-    while (f != NULL && !found && fgets(line, (int)len, f) != NULL)
-        found = strstr(line, marker) != NULL;
-    if (f != NULL)
-        fclose(f);
-    return found;
-}
-
 Test(proxy, the_gateways_own_credential_is_sent_and_challenges_are_issued,
      .init = start_credential, .fini = stop)
 {
@@ -208,7 +195,7 @@ Test(proxy, the_gateways_own_credential_is_sent_and_challenges_are_issued,
     th_http("GET", u, NULL, &r);
     cr_assert_eq(r.status, 200);
     th_response_free(&r);
-    cr_assert(upstream_saw(marker, line, sizeof line));
+    cr_assert(th_upstream_saw(marker, line, sizeof line));
     cr_assert(strstr(line, "auth=\"Bearer gw-own-cred\"") != NULL, "%s", line);
     cr_assert(!th_log_contains(&gw, "gw-own-cred"), "the credential is never logged");
     url(u, sizeof u, "/acme/model.git/info/lfs/objects/batch");
