@@ -11,6 +11,7 @@
 # downloads), reports hubmeter as a ratio of nginx, and stops everything it
 # started on exit (trap), also on failure. Every wait is bounded.
 set -euo pipefail
+export LC_ALL=C
 
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -188,6 +189,16 @@ nginx_pids() { # nginx_pids DIR: master and its workers
   ps -o pid= --ppid "$master" 2>/dev/null | tr -d ' ' || true
 }
 
+# What is measured: bin/hubmeter as built from this tree (`make bench` builds it first).
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=""
+if [[ -n "$(git status --porcelain -- common gateway meter registry main sql 2>/dev/null || true)" ]]; then
+  DIRTY=" + uncommitted changes in the C sources (bin/hubmeter is built from the working tree)"
+fi
+if [[ -n "$(find common gateway meter registry main sql -newer bin/hubmeter -type f 2>/dev/null | head -n1)" ]]; then
+  DIRTY+=" (warning: sources newer than bin/hubmeter; run make bench, not scripts/bench.sh alone)"
+fi
+
 # Other load on the machine (e.g. a concurrent `make test`) skews the figures:
 # wait (bounded) for a quiet machine, and note the load in the results.
 cpu_busy_pct() { # CPU busy over the next second, all cores, in %
@@ -204,7 +215,6 @@ for ((i = 0; i < QUIET_WAIT && BUSY_START > 15; i += 1)); do
   ((i % 10)) || log "machine busy (${BUSY_START}% CPU used by others); waiting up to ${QUIET_WAIT}s"
   BUSY_START=$(cpu_busy_pct)
 done
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 log "starting Redis + PostgreSQL in $B"
 timeout 180 bash scripts/services.sh start "$B" >"$B/services.log" 2>&1 || {
@@ -309,13 +319,30 @@ kthread_ticks() {
   # shellcheck disable=SC2046
   pid_ticks $(ps -eo pid=,ppid= | awk '$2 == 2 { print $1 }')
 }
-sys_ticks() { echo $(($(awk '/^cpu / { print $2 + $3 + $4 }' /proc/stat) - $(kthread_ticks))); }
+# user + nice + system + irq + softirq: a task's stime includes the (soft)irq work
+# that interrupted it, which /proc/stat books apart.
+sys_ticks() { echo $(($(awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 }' /proc/stat) - $(kthread_ticks))); }
+# all_ticks: "PID TICKS COMM" for every process (to name the biggest other users in out/cpu.log)
+all_ticks() {
+  local f
+  for f in /proc/[0-9]*/stat; do
+    awk '{ c = $0; sub(/^.*\) /, "", c); split(c, a, " "); n = $0; sub(/^[0-9]+ \(/, "", n); sub(/\) .*$/, "", n)
+      gsub(/ /, "_", n); print $1, a[12] + a[13] + a[14] + a[15], n }' "$f" 2>/dev/null || true
+  done | sort -k1,1
+}
 SNAP=""
-snap() { SNAP="$(sys_ticks) $(ours_ticks) $(date +%s.%N)"; }
+snap() {
+  all_ticks >"$B/out/cpu.snap"
+  SNAP="$(sys_ticks) $(ours_ticks) $(date +%s.%N)"
+}
 others_pct() { # others_pct: % of the machine used by other processes since snap
   local now
   now="$(sys_ticks) $(ours_ticks) $(date +%s.%N)"
-  echo "snap: $SNAP now: $now (system user+nice+system ticks minus kernel threads, ours ticks, time)" >>"$B/out/cpu.log"
+  {
+    echo "snap: $SNAP now: $now (system user+nice+system+irq+softirq ticks minus kernel threads, ours ticks, time)"
+    echo "  processes alive at both ends that used the most CPU ticks in between (pid ticks name):"
+    join <(all_ticks) "$B/out/cpu.snap" | awk '$2 - $4 > 0 { print "   ", $1, $2 - $4, $3 }' | sort -k2,2nr | head -n 8
+  } >>"$B/out/cpu.log"
   awk -v a="$SNAP" -v b="$now" -v hz="$HZ" -v n="$NCPU" 'BEGIN {
     split(a, x, " "); split(b, y, " ")
     o = (y[1] - x[1]) - (y[2] - x[2]); if (o < 0) o = 0
@@ -540,22 +567,16 @@ verdict() { # verdict HUBMETER NGINX OP TARGET
 }
 v() { echo "${1:-—}"; }
 
-COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-DIRTY=""
-if [[ -n "$(git status --porcelain -- common gateway meter registry main sql 2>/dev/null || true)" ]]; then
-  DIRTY=" + uncommitted changes in the C sources (bin/hubmeter is built from the working tree)"
-fi
 NGINX_V=$(nginx -v 2>&1 | sed 's/^nginx version: //')
 WRK_V=$( (wrk -v 2>&1 || true) | awk 'NR == 1 { print $1, $2 }')
 CURL_V=$( (curl --version || true) | awk 'NR == 1 { print $1, $2 }')
-LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 MEM=$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
 
 {
   echo "## Results — $(date -u '+%Y-%m-%d %H:%M UTC'), hubmeter \`$COMMIT\`$DIRTY"
   echo
-  echo "Machine: $(nproc) cores ($CPU), $MEM, Linux $(uname -r); $NGINX_V; $WRK_V; $CURL_V; ulimit -n $NOFILE. Load average (1/5/15 min) before the run: $LOAD_START, after: $LOAD_END; CPU used by other processes just before the start: ${BUSY_START}%."
+  echo "Machine: $(nproc) cores ($CPU), $MEM, Linux $(uname -r); $NGINX_V; $WRK_V; $CURL_V; ulimit -n $NOFILE. CPU busy just before the start: ${BUSY_START}%."
   echo
   echo "| benchmark | nginx | hubmeter | hubmeter / nginx | target | |"
   echo "|---|---:|---:|---:|---|---|"
