@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define STREAM_BUFFER (256 * 1024)
+#define STREAM_BUFFER (512 * 1024)
 #define HEADER_MAX 100
 
 struct header {
@@ -347,7 +347,7 @@ static int build_request(struct stream *s, struct MHD_Connection *c, const char 
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->out_headers);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->upstream_connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 64L * 1024);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);

@@ -259,7 +259,7 @@ Test(proxy, a_client_trickling_its_request_head_is_cut_off, .init = start_strict
 
 Test(proxy, oversized_heads_are_refused_and_the_gateway_stays_up, .init = start, .fini = stop)
 {
-    static char big[200000];
+    static char big[400000];
     memset(big, 'a', sizeof big - 1);
     memcpy(big, "X-Big: ", 7);
     char u[256];
