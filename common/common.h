@@ -52,6 +52,7 @@ struct hm_config {
     char database_url[CM_URL_MAX]; /* secret-bearing: never log */
     char admin_token[256];         /* secret: never log */
     char journal_dir[CM_URL_MAX];
+    bool journal_fsync_always; /* fsync every record; else once a second ("everysec") */
     char key_prefix[17];
     char instance_id[64];
     enum cm_log_level log_level;
@@ -69,6 +70,7 @@ struct hm_config {
     char config_file[CM_URL_MAX];   /* the --config file, for reloads ("" when none) */
     unsigned upstream_idle_timeout_ms;
     unsigned ship_interval_ms;
+    unsigned flush_claim_idle_ms; /* a batch pending this long in a dead flusher is taken over */
     bool run_flusher; /* serve also runs the flusher */
 };
 
@@ -141,6 +143,11 @@ extern const struct cm_migration cm_migrations[]; /* terminated by {0, NULL, NUL
 /* Applies every migration not yet in schema_migrations, each in its own transaction,
  * under an advisory lock so concurrent runs serialise. *applied counts new ones. */
 int cm_migrate(PGconn *conn, int *applied, char *err, size_t errlen);
+
+/* ---- fault injection (common/fault.c) ------------------------------------------------------ */
+/* When HUBMETER_FAULT names point (e.g. "flush:after_commit"), logs that the point was
+ * reached and kills the process with SIGKILL, as a crash there would. For fault tests. */
+void cm_fault(const char *point);
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 /* snprintf that reports truncation: CM_OK or CM_ERR. */

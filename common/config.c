@@ -11,7 +11,16 @@
 #include <string.h>
 #include <unistd.h>
 
-enum opt_kind { OPT_STRING, OPT_HOSTPORT, OPT_UINT, OPT_BOOL, OPT_UPSTREAM, OPT_PREFIX, OPT_LEVEL };
+enum opt_kind {
+    OPT_STRING,
+    OPT_HOSTPORT,
+    OPT_UINT,
+    OPT_BOOL,
+    OPT_UPSTREAM,
+    OPT_PREFIX,
+    OPT_LEVEL,
+    OPT_FSYNC
+};
 
 struct opt {
     const char *key;
@@ -32,6 +41,7 @@ static const struct opt options[] = {
     {"HUBMETER_DATABASE_URL", OPT_STRING, F(database_url), 0, 0, true},
     {"HUBMETER_ADMIN_TOKEN", OPT_STRING, F(admin_token), 0, 0, true},
     {"HUBMETER_JOURNAL_DIR", OPT_STRING, F(journal_dir), 0, 0, false},
+    {"HUBMETER_JOURNAL_FSYNC", OPT_FSYNC, F(journal_fsync_always), 0, 0, false},
     {"HUBMETER_KEY_PREFIX", OPT_PREFIX, F(key_prefix), 0, 0, false},
     {"HUBMETER_INSTANCE_ID", OPT_PREFIX, F(instance_id), 0, 0, false},
     {"HUBMETER_LOG_LEVEL", OPT_LEVEL, F(log_level), 0, 0, false},
@@ -52,6 +62,7 @@ static const struct opt options[] = {
      false},
     {"HUBMETER_SHIP_INTERVAL_MS", OPT_UINT, F(ship_interval_ms), 10, 60000, false},
     {"HUBMETER_FLUSHER", OPT_BOOL, F(run_flusher), 0, 0, false},
+    {"HUBMETER_FLUSH_CLAIM_IDLE_MS", OPT_UINT, F(flush_claim_idle_ms), 100, 86400000, false},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -89,6 +100,7 @@ static void set_defaults(struct hm_config *cfg)
             "spaces/=/spaces/{ns}/{repo}/*,/{ns}/{repo}.git/*,/{ns}/{repo}/resolve/*,"
             "/{ns}/{repo}/raw/*,/{ns}/{repo}/blob/*");
     cfg->ship_interval_ms = 1000;
+    cfg->flush_claim_idle_ms = 60000;
     cfg->run_flusher = true;
 }
 
@@ -204,6 +216,12 @@ static int apply(struct hm_config *cfg, const struct opt *o, const char *v, char
             why = "must be 1-16 (prefix) or 1-63 (instance) characters of A-Z a-z 0-9 _ - .";
         else
             cm_copy(field, o->size, v);
+        break;
+    case OPT_FSYNC:
+        if (strcmp(v, "always") == 0 || strcmp(v, "everysec") == 0)
+            *(bool *)field = strcmp(v, "always") == 0;
+        else
+            why = "must be everysec or always";
         break;
     case OPT_LEVEL:
         if (cm_log_parse_level(v, (enum cm_log_level *)field) != CM_OK)

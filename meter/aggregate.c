@@ -97,7 +97,8 @@ int meter_agg_add(struct meter_agg *a, const struct meter_record *rec, int64_t e
              * instead of wrapping (never reached in practice: 9.2 EB a minute). */
             uint64_t bytes, reqs;
             if (!__builtin_add_overflow(row->rec.bytes, rec->bytes, &bytes) &&
-                !__builtin_add_overflow(row->requests, 1, &reqs) && bytes <= INT64_MAX) {
+                !__builtin_add_overflow(row->requests, rec->partial ? 0 : 1, &reqs) &&
+                bytes <= INT64_MAX) {
                 row->rec.bytes = bytes;
                 row->requests = reqs;
                 return CM_OK;
@@ -116,7 +117,7 @@ int meter_agg_add(struct meter_agg *a, const struct meter_record *rec, int64_t e
     struct agg_row *row = &a->rows[a->n];
     row->minute = minute;
     row->rec = *rec;
-    row->requests = 1;
+    row->requests = rec->partial ? 0 : 1;
     a->index[s] = (uint32_t)(++a->n);
     return CM_OK;
 }

@@ -14,8 +14,7 @@
 #include <unistd.h>
 
 #define READ_COUNT 64
-#define CLAIM_IDLE_MS 60000
-#define HOUSEKEEPING_MS 10000
+#define HOUSEKEEPING_MS 1000
 
 struct meter_flusher {
     const struct hm_config *cfg;
@@ -112,8 +111,12 @@ static int apply_batch(PGconn *db, const char *body, const char *stream_id, bool
     }
     if (rc == CM_OK)
         rc = exec_params(db, WATERMARK_SQL, 3, wm, NULL, msg, sizeof msg);
-    if (rc == CM_OK)
+    if (rc == CM_OK) {
+        cm_fault("flush:before_commit");
         rc = cm_pg_command(db, "COMMIT", msg, sizeof msg);
+    }
+    if (rc == CM_OK)
+        cm_fault("flush:after_commit"); /* applied, not yet acknowledged */
     json_decref(doc);
     if (rc != CM_OK) {
         char ignored[64];
@@ -241,8 +244,8 @@ static int ensure_connections(struct meter_flusher *f, char *err, size_t errlen)
 /* Claims entries idle too long in other (dead) consumers and trims acknowledged entries. */
 static void housekeeping(struct meter_flusher *f)
 {
-    redisReply *r = command(f, "XAUTOCLAIM " METER_STREAM " " METER_GROUP " %s %d 0-0 COUNT %d",
-                            f->consumer, CLAIM_IDLE_MS, READ_COUNT);
+    redisReply *r = command(f, "XAUTOCLAIM " METER_STREAM " " METER_GROUP " %s %u 0-0 COUNT %d",
+                            f->consumer, f->cfg->flush_claim_idle_ms, READ_COUNT);
     if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
         r->element[1]->elements > 0)
         f->pending_first = true;

@@ -25,6 +25,7 @@ struct meter_record {
     uint8_t status_class; /* 1..5 */
     char refused_by[24];  /* "" when admitted, else the policy that refused */
     uint64_t bytes;       /* body bytes delivered to the client */
+    bool partial;         /* a progress checkpoint of a running download: counts no request */
 };
 
 /* ---- shipper (meter/shipper.c) --------------------------------------------------------------- */

@@ -27,4 +27,30 @@ size_t meter_agg_rows(const struct meter_agg *a);
  * "bytes"}; new reference, NULL when out of memory. */
 json_t *meter_agg_to_json(const struct meter_agg *a);
 
+/* The local journal (meter/journal.c). */
+struct meter_journal;
+/* Opens (creating) dir and locks it for this process. NULL + err on failure. */
+struct meter_journal *meter_journal_open(const char *dir, char *err, size_t errlen);
+void meter_journal_close(struct meter_journal *j);
+/* Appends one record ending at end_s; sync: fdatasync now ("always" policy). */
+int meter_journal_append(struct meter_journal *j, const struct meter_record *r, int64_t end_s,
+                         bool sync);
+/* fdatasync of the current segment if anything was appended since the last sync. */
+int meter_journal_sync(struct meter_journal *j);
+/* Starts a new record segment; *old_segment is the one that just closed. */
+int meter_journal_rotate(struct meter_journal *j, uint64_t *old_segment, char *err,
+                         size_t errlen);
+/* Durably writes a batch body as the next batch file; *number names it. */
+int meter_journal_write_batch(struct meter_journal *j, const char *body, uint64_t *number);
+void meter_journal_drop_segment(struct meter_journal *j, uint64_t segment);
+void meter_journal_drop_batch(struct meter_journal *j, uint64_t number);
+/* Deletes the record segments of earlier processes (after their records were batched). */
+void meter_journal_drop_old_segments(struct meter_journal *j);
+/* Receives a leftover batch file's number and body (malloc'd; the callee owns it). */
+typedef void (*meter_journal_batch_fn)(void *arg, uint64_t number, char *body);
+/* Replays what a previous process left: batch files in order to on_batch, records of
+ * leftover segments into agg (*records of them). */
+int meter_journal_recover(struct meter_journal *j, meter_journal_batch_fn on_batch, void *arg,
+                          struct meter_agg *agg, size_t *records);
+
 #endif

@@ -1,14 +1,16 @@
 /*
- * The shipper: records from request threads are aggregated per minute under one lock;
- * a thread swaps the aggregate out every ship interval, turns it into a batch with an id
- * derived at the source ("<instance>:<boot>:<seq>", never re-minted on retry), keeps it
- * in an outbox until XADD to the usage stream succeeds, and sends heartbeats carrying the
- * cutoff (every request that ended before it has been shipped) when the outbox is empty.
- * Durability across a gateway crash (the local journal) is the next layer (issue 5).
+ * The shipper: every finished request is appended to the local journal and added to the
+ * per-minute aggregate under one lock. Each ship interval a thread swaps the aggregate
+ * out (rotating the journal segment in the same critical section), turns it into a batch
+ * whose id is derived at the source ("<instance>:<boot>:<seq>", never re-minted), writes
+ * the batch durably to the journal, and XADDs it to the usage stream. A batch leaves the
+ * journal only when its id is in PostgreSQL's applied_batches; until then it is shipped
+ * again whenever the Redis connection is new or Redis restarted (its run_id changed),
+ * which the flusher's deduplication makes harmless. Heartbeats carry the cutoff (every
+ * request that ended before it has been shipped) when nothing is waiting.
  */
 #include "meter/meter_int.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -17,30 +19,36 @@
 #include <time.h>
 #include <unistd.h>
 
-#define OUTBOX_MAX 100000       /* batches waiting for Redis before new ones stop forming */
+#define OUTBOX_MAX 100000 /* batches waiting before new ones stop forming */
 #define HEARTBEAT_MS 5000
+#define RELEASE_CHECK_MS 2000
 #define FINAL_SHIP_MS 5000
 
 struct batch {
+    uint64_t number; /* journal file b-<number>.json */
     char id[128];
-    char *body; /* JSON text, malloc'd */
+    char *body;      /* JSON text, malloc'd */
+    bool shipped;    /* XADDed on the current Redis connection */
 };
 
 struct meter {
     const struct hm_config *cfg;
-    pthread_mutex_t lock; /* protects agg, stopping */
+    pthread_mutex_t lock; /* protects agg, the journal's appends and rotation, stopping */
     pthread_cond_t wake;
     struct meter_agg *agg;
+    struct meter_journal *journal;
     bool stopping;
     pthread_t thread;
     atomic_bool redis_ok;
     /* Owned by the shipper thread. */
     redisContext *redis;
+    char run_id[64]; /* of the Redis the outbox was shipped to */
+    PGconn *db;      /* to learn which batches were applied */
     char source[128]; /* "<instance>:<boot>" */
     uint64_t seq;
     struct batch *outbox;
     size_t n_out, cap_out;
-    int64_t last_heartbeat_ms, retry_at_ms;
+    int64_t last_heartbeat_ms, retry_at_ms, release_at_ms;
     unsigned failures;
 };
 
@@ -49,6 +57,8 @@ void meter_record(struct meter *m, const struct meter_record *rec)
     pthread_mutex_lock(&m->lock);
     /* Stamped under the lock, so a record is either before a swap's cutoff or after it. */
     int64_t end_s = cm_now_us() / 1000000;
+    if (meter_journal_append(m->journal, rec, end_s, m->cfg->journal_fsync_always) != CM_OK)
+        cm_log(CM_LOG_ERROR, "journal_write_failed", "bytes=%" PRIu64, rec->bytes);
     if (meter_agg_add(m->agg, rec, end_s) != CM_OK)
         cm_log(CM_LOG_ERROR, "usage_record_lost", "reason=out_of_memory bytes=%" PRIu64,
                rec->bytes);
@@ -57,38 +67,51 @@ void meter_record(struct meter *m, const struct meter_record *rec)
 
 bool meter_redis_ok(struct meter *m) { return atomic_load(&m->redis_ok); }
 
-/* Turns agg into an outbox batch; takes ownership of agg. */
-static void enqueue_batch(struct meter *m, struct meter_agg *agg, int64_t cutoff_ms)
+static int outbox_add(struct meter *m, uint64_t number, const char *id, char *body)
 {
-    json_t *rows = meter_agg_to_json(agg);
-    struct batch b;
-    cm_fmt(b.id, sizeof b.id, "%s:%" PRIu64, m->source, ++m->seq);
-    json_t *doc = rows ? json_pack("{s:i, s:s, s:s, s:I, s:o}", "v", 1, "id", b.id, "source",
-                                   m->source, "cutoff", (json_int_t)cutoff_ms, "rows", rows)
-                       : NULL;
-    b.body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (b.body == NULL) {
-        cm_log(CM_LOG_ERROR, "usage_batch_lost", "id=%s reason=out_of_memory", b.id);
-        meter_agg_free(agg);
-        return;
-    }
-    meter_agg_free(agg);
     if (m->n_out == m->cap_out) {
         size_t cap = m->cap_out ? m->cap_out * 2 : 16;
         struct batch *ob = realloc(m->outbox, cap * sizeof *ob);
-        if (ob == NULL) {
-            cm_log(CM_LOG_ERROR, "usage_batch_lost", "id=%s reason=out_of_memory", b.id);
-            free(b.body);
-            return;
-        }
+        if (ob == NULL)
+            return CM_ERR;
         m->outbox = ob;
         m->cap_out = cap;
     }
-    m->outbox[m->n_out++] = b;
+    struct batch *b = &m->outbox[m->n_out++];
+    b->number = number;
+    cm_copy(b->id, sizeof b->id, id);
+    b->body = body;
+    b->shipped = false;
+    return CM_OK;
 }
 
-static int xadd(struct meter *m, redisReply **reply, const char *fmt, ...)
+/* Turns agg into a durable batch in the journal and the outbox. Takes agg. CM_ERR leaves
+ * the records in the journal's segment (they are replayed at the next start). */
+static int make_batch(struct meter *m, struct meter_agg *agg, int64_t cutoff_ms)
+{
+    json_t *rows = meter_agg_to_json(agg);
+    meter_agg_free(agg);
+    char id[128];
+    cm_fmt(id, sizeof id, "%s:%" PRIu64, m->source, ++m->seq);
+    json_t *doc = rows ? json_pack("{s:i, s:s, s:s, s:I, s:o}", "v", 1, "id", id, "source",
+                                   m->source, "cutoff", (json_int_t)cutoff_ms, "rows", rows)
+                       : NULL;
+    char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    uint64_t number;
+    if (body == NULL || meter_journal_write_batch(m->journal, body, &number) != CM_OK) {
+        cm_log(CM_LOG_ERROR, "journal_batch_failed", "id=%s", id);
+        free(body);
+        return CM_ERR;
+    }
+    if (outbox_add(m, number, id, body) != CM_OK) {
+        free(body); /* still in the journal: shipped after a restart */
+        return CM_ERR;
+    }
+    return CM_OK;
+}
+
+static int redis_call(struct meter *m, redisReply **reply, const char *fmt, ...)
 {
     char err[256];
     if (m->redis == NULL) {
@@ -98,6 +121,20 @@ static int xadd(struct meter *m, redisReply **reply, const char *fmt, ...)
                 cm_log(CM_LOG_WARN, "redis_unavailable", "component=shipper error=\"%s\"", err);
             return CM_UNAVAIL;
         }
+        /* A new connection: ship everything that is not known applied again, since what
+         * was shipped may not have reached a Redis that restarted (check its run_id). */
+        redisReply *info = redisCommand(m->redis, "INFO server");
+        const char *rid = info && info->type == REDIS_REPLY_STRING
+                              ? strstr(info->str, "run_id:") : NULL;
+        char run_id[64] = "";
+        if (rid != NULL)
+            cm_fmt(run_id, sizeof run_id, "%.40s", rid + 7);
+        if (run_id[0] != '\0' && m->run_id[0] != '\0' && strcmp(run_id, m->run_id) != 0)
+            cm_log(CM_LOG_WARN, "redis_restarted", "unapplied_batches=%zu", m->n_out);
+        cm_copy(m->run_id, sizeof m->run_id, run_id);
+        freeReplyObject(info);
+        for (size_t i = 0; i < m->n_out; i++)
+            m->outbox[i].shipped = false;
     }
     va_list ap;
     va_start(ap, fmt);
@@ -123,25 +160,73 @@ static int xadd(struct meter *m, redisReply **reply, const char *fmt, ...)
     return CM_OK;
 }
 
-/* Ships the outbox in order; stops at the first failure. */
-static void ship_outbox(struct meter *m)
+/* Ships the unshipped batches in order; stops at the first failure. */
+static size_t ship_outbox(struct meter *m)
 {
-    size_t done = 0;
-    while (done < m->n_out) {
-        struct batch *b = &m->outbox[done];
+    size_t waiting = 0;
+    for (size_t i = 0; i < m->n_out; i++) {
+        struct batch *b = &m->outbox[i];
+        if (b->shipped)
+            continue;
         redisReply *r = NULL;
-        if (xadd(m, &r, "XADD " METER_STREAM " * type batch id %s body %s", b->id, b->body) !=
-            CM_OK)
-            break;
-        freeReplyObject(r);
-        free(b->body);
-        done++;
+        if (waiting == 0 && redis_call(m, &r, "XADD " METER_STREAM " * type batch id %s body %s",
+                                       b->id, b->body) == CM_OK) {
+            freeReplyObject(r);
+            b->shipped = true;
+            cm_fault("ship:after_xadd");
+        } else {
+            waiting++;
+        }
     }
-    if (done > 0) {
-        memmove(m->outbox, m->outbox + done, (m->n_out - done) * sizeof *m->outbox);
-        m->n_out -= done;
+    atomic_store(&m->redis_ok, waiting == 0);
+    return waiting;
+}
+
+/* Drops from the journal and the outbox the shipped batches PostgreSQL has applied. */
+static void release_applied(struct meter *m)
+{
+    size_t shipped = 0;
+    for (size_t i = 0; i < m->n_out; i++)
+        shipped += m->outbox[i].shipped;
+    if (shipped == 0)
+        return;
+    char err[256];
+    if (m->db != NULL && PQstatus(m->db) != CONNECTION_OK) {
+        PQfinish(m->db);
+        m->db = NULL;
     }
-    atomic_store(&m->redis_ok, m->n_out == 0);
+    if (m->db == NULL && (m->db = cm_pg_connect(m->cfg->database_url, err, sizeof err)) == NULL)
+        return; /* later: the batches stay in the journal meanwhile */
+    json_t *ids = json_array();
+    for (size_t i = 0; i < m->n_out; i++)
+        if (m->outbox[i].shipped)
+            json_array_append_new(ids, json_string(m->outbox[i].id));
+    char *text = json_dumps(ids, JSON_COMPACT);
+    json_decref(ids);
+    const char *params[] = {text};
+    PGresult *res = text ? PQexecParams(m->db,
+                                        "SELECT batch_id FROM applied_batches WHERE batch_id IN"
+                                        " (SELECT jsonb_array_elements_text($1::jsonb))",
+                                        1, NULL, params, NULL, NULL, 0)
+                         : NULL;
+    free(text);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        size_t kept = 0;
+        for (size_t i = 0; i < m->n_out; i++) {
+            struct batch *b = &m->outbox[i];
+            bool applied = false;
+            for (int r = 0; b->shipped && !applied && r < PQntuples(res); r++)
+                applied = strcmp(PQgetvalue(res, r, 0), b->id) == 0;
+            if (applied) {
+                meter_journal_drop_batch(m->journal, b->number);
+                free(b->body);
+            } else {
+                m->outbox[kept++] = *b;
+            }
+        }
+        m->n_out = kept;
+    }
+    PQclear(res);
 }
 
 static void heartbeat(struct meter *m, int64_t cutoff_ms, bool final)
@@ -149,44 +234,53 @@ static void heartbeat(struct meter *m, int64_t cutoff_ms, bool final)
     redisReply *r = NULL;
     char cutoff[24];
     cm_fmt(cutoff, sizeof cutoff, "%" PRId64, cutoff_ms);
-    if (xadd(m, &r, "XADD " METER_STREAM " * type hb source %s cutoff %s final %s", m->source,
-             cutoff, final ? "1" : "0") == CM_OK) {
+    if (redis_call(m, &r, "XADD " METER_STREAM " * type hb source %s cutoff %s final %s",
+                   m->source, cutoff, final ? "1" : "0") == CM_OK) {
         freeReplyObject(r);
         m->last_heartbeat_ms = cm_mono_ms();
-        atomic_store(&m->redis_ok, true);
-    } else {
-        atomic_store(&m->redis_ok, false);
     }
 }
 
-/* One round: swap the aggregate, batch it, ship. Returns the cutoff used. */
-static int64_t round_trip(struct meter *m)
+/* One round: swap the aggregate (and the journal segment), batch it, ship, release.
+ * Returns the number of batches still waiting to be shipped; *cutoff_ms is the swap time. */
+static size_t round_trip(struct meter *m, int64_t *cutoff_ms)
 {
     struct meter_agg *fresh = meter_agg_new();
+    uint64_t old_segment = 0;
+    bool rotated = false;
+    char err[256];
     pthread_mutex_lock(&m->lock);
     struct meter_agg *full = m->agg;
-    int64_t cutoff_ms = cm_now_us() / 1000;
-    /* With a full outbox (Redis away for a long time) records keep adding up in the live
-     * aggregate, whose size grows with distinct rows, not with traffic. */
-    if (fresh != NULL && meter_agg_rows(full) > 0 && m->n_out < OUTBOX_MAX)
+    *cutoff_ms = cm_now_us() / 1000;
+    /* With a full outbox (Redis away for long) records keep adding up in the live
+     * aggregate and the journal segment; memory grows with distinct rows only. */
+    if (fresh != NULL && meter_agg_rows(full) > 0 && m->n_out < OUTBOX_MAX &&
+        meter_journal_rotate(m->journal, &old_segment, err, sizeof err) == CM_OK) {
         m->agg = fresh;
-    else
+        rotated = true;
+    } else {
         full = NULL;
+    }
     pthread_mutex_unlock(&m->lock);
-    if (full == NULL && m->n_out >= OUTBOX_MAX && cm_mono_ms() >= m->retry_at_ms)
-        cm_log(CM_LOG_ERROR, "usage_outbox_full", "batches=%zu", m->n_out);
-    if (full != NULL)
-        enqueue_batch(m, full, cutoff_ms);
-    else
+    if (!rotated)
         meter_agg_free(fresh);
+    if (full != NULL && make_batch(m, full, *cutoff_ms) == CM_OK)
+        meter_journal_drop_segment(m->journal, old_segment); /* now covered by the batch */
+    if (!m->cfg->journal_fsync_always)
+        meter_journal_sync(m->journal); /* everysec: lose at most a second to a power cut */
+    size_t waiting = m->n_out;
     if (cm_mono_ms() >= m->retry_at_ms) {
-        ship_outbox(m);
-        if (m->n_out > 0)
+        waiting = ship_outbox(m);
+        if (waiting > 0)
             m->retry_at_ms = cm_mono_ms() + 1000; /* back off while Redis is away */
         else if (cm_mono_ms() - m->last_heartbeat_ms >= HEARTBEAT_MS)
-            heartbeat(m, cutoff_ms, false);
+            heartbeat(m, *cutoff_ms, false);
     }
-    return cutoff_ms;
+    if (cm_mono_ms() >= m->release_at_ms) {
+        release_applied(m);
+        m->release_at_ms = cm_mono_ms() + RELEASE_CHECK_MS;
+    }
+    return waiting;
 }
 
 static void *shipper_main(void *arg)
@@ -203,25 +297,65 @@ static void *shipper_main(void *arg)
         if (m->stopping)
             break;
         pthread_mutex_unlock(&m->lock);
-        round_trip(m);
+        int64_t cutoff;
+        round_trip(m, &cutoff);
         pthread_mutex_lock(&m->lock);
     }
     pthread_mutex_unlock(&m->lock);
-    /* Final: ship what is left, retrying for a bounded time, then say we stopped. */
-    int64_t deadline = cm_mono_ms() + FINAL_SHIP_MS;
-    int64_t cutoff;
+    /* Final: ship what is left, retrying for a bounded time, then say we stopped. What is
+     * not shipped (or not yet applied) stays in the journal for the next start. */
+    int64_t deadline = cm_mono_ms() + FINAL_SHIP_MS, cutoff = 0;
+    size_t waiting;
     do {
         m->retry_at_ms = 0;
-        cutoff = round_trip(m);
-        if (m->n_out == 0)
+        waiting = round_trip(m, &cutoff);
+        if (waiting == 0)
             break;
         usleep(200 * 1000);
     } while (cm_mono_ms() < deadline);
-    if (m->n_out == 0)
+    if (waiting == 0)
         heartbeat(m, cutoff, true);
     else
-        cm_log(CM_LOG_ERROR, "usage_unshipped_at_exit", "batches=%zu", m->n_out);
+        cm_log(CM_LOG_WARN, "usage_kept_in_journal", "batches=%zu dir=%s", waiting,
+               m->cfg->journal_dir);
     return NULL;
+}
+
+/* Collects a batch left in the journal by an earlier process (journal recovery). */
+static void recovered_batch(void *arg, uint64_t number, char *body)
+{
+    struct meter *m = arg;
+    json_t *doc = json_loads(body, 0, NULL);
+    const char *id = json_string_value(json_object_get(doc, "id"));
+    if (id == NULL || outbox_add(m, number, id, body) != CM_OK) {
+        cm_log(CM_LOG_ERROR, "journal_batch_unreadable", "file=b-%020" PRIu64 ".json", number);
+        free(body);
+    }
+    json_decref(doc);
+}
+
+/* Replays the journal: earlier batches go back to the outbox, and records of segments an
+ * earlier process did not batch (it died) become one new batch. */
+static int recover(struct meter *m, char *err, size_t errlen)
+{
+    struct meter_agg *left = meter_agg_new();
+    size_t records = 0;
+    if (left == NULL ||
+        meter_journal_recover(m->journal, recovered_batch, m, left, &records) != CM_OK) {
+        meter_agg_free(left);
+        return cm_fmt(err, errlen, "cannot read the journal in %s", m->cfg->journal_dir),
+               CM_ERR;
+    }
+    size_t batches = m->n_out;
+    if (records > 0 && make_batch(m, left, cm_now_us() / 1000) != CM_OK)
+        return cm_fmt(err, errlen, "cannot batch the journal's records in %s",
+                      m->cfg->journal_dir), CM_ERR;
+    if (records == 0)
+        meter_agg_free(left);
+    meter_journal_drop_old_segments(m->journal);
+    if (records > 0 || batches > 0)
+        cm_log(CM_LOG_INFO, "journal_recovered", "batches=%zu records=%zu", batches, records);
+    return CM_OK;
 }
 
 struct meter *meter_new(const struct hm_config *cfg, char *err, size_t errlen)
@@ -237,17 +371,26 @@ struct meter *meter_new(const struct hm_config *cfg, char *err, size_t errlen)
      * (or a restart within a second) never share batch ids. */
     cm_fmt(m->source, sizeof m->source, "%s:%" PRIx64 "-%x", cfg->instance_id,
            (uint64_t)cm_now_us(), (unsigned)getpid());
+    m->journal = meter_journal_open(cfg->journal_dir, err, errlen);
+    if (m->journal == NULL || recover(m, err, errlen) != CM_OK)
+        goto fail;
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->wake, NULL);
     int e = pthread_create(&m->thread, NULL, shipper_main, m);
     if (e != 0) {
         cm_fmt(err, errlen, "cannot start the shipper thread: %s", strerror(e));
-        meter_agg_free(m->agg);
-        free(m);
-        return NULL;
+        goto fail;
     }
-    cm_log(CM_LOG_INFO, "shipper_started", "source=%s", m->source);
+    cm_log(CM_LOG_INFO, "shipper_started", "source=%s journal=%s", m->source, cfg->journal_dir);
     return m;
+fail:
+    for (size_t i = 0; i < m->n_out; i++)
+        free(m->outbox[i].body);
+    free(m->outbox);
+    meter_journal_close(m->journal);
+    meter_agg_free(m->agg);
+    free(m);
+    return NULL;
 }
 
 void meter_free(struct meter *m)
@@ -263,7 +406,9 @@ void meter_free(struct meter *m)
         free(m->outbox[i].body);
     free(m->outbox);
     meter_agg_free(m->agg);
+    meter_journal_close(m->journal);
     redisFree(m->redis);
+    PQfinish(m->db);
     pthread_mutex_destroy(&m->lock);
     pthread_cond_destroy(&m->wake);
     free(m);

@@ -189,13 +189,19 @@ void th_gateway_start(struct th_gateway *g, const char *const *env)
     g->port = th_free_port();
     snprintf(g->base, sizeof g->base, "http://127.0.0.1:%d", g->port);
     snprintf(g->log, sizeof g->log, "/tmp/hm-gateway-%d-%d.log", (int)getpid(), g->port);
-    char listen[64];
+    char listen[64], journal[128];
     snprintf(listen, sizeof listen, "HUBMETER_LISTEN=127.0.0.1:%d", g->port);
     const char *extra[40] = {listen, "HUBMETER_SHIP_INTERVAL_MS=200"};
     size_t n = 2;
-    while (env != NULL && env[n - 2] != NULL && n < 39) {
-        extra[n] = env[n - 2];
-        n++;
+    bool own_journal = false;
+    for (size_t i = 0; env != NULL && env[i] != NULL && n < 38; i++) {
+        own_journal |= strncmp(env[i], "HUBMETER_JOURNAL_DIR=", 21) == 0;
+        extra[n++] = env[i];
+    }
+    if (!own_journal) { /* each gateway its own journal, unless the test shares one */
+        snprintf(journal, sizeof journal, "HUBMETER_JOURNAL_DIR=/tmp/hm-journal-%d-%d",
+                 (int)getpid(), g->port);
+        extra[n++] = journal;
     }
     extra[n] = NULL;
     const char *argv[] = {th_env("HM_TEST_BIN"), "serve", NULL};

@@ -21,6 +21,9 @@ static void setup(void)
     th_db_new(cfg.database_url, sizeof cfg.database_url);
     th_redis_new(cfg.redis_url, sizeof cfg.redis_url);
     cfg.ship_interval_ms = 100;
+    char dir[] = "/tmp/hm-journal-XXXXXX";
+    cr_assert(mkdtemp(dir) != NULL);
+    cm_copy(cfg.journal_dir, sizeof cfg.journal_dir, dir);
     cm_copy(cfg.instance_id, sizeof cfg.instance_id, "test-gw");
 }
 
