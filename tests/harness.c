@@ -480,3 +480,45 @@ bool th_upstream_saw(const char *marker, char *line, size_t len)
         fclose(f);
     return found;
 }
+
+pid_t th_spawn(const char *const *args, const char *const *env, const char *log)
+{
+    const char *argv[32] = {th_env("HM_TEST_BIN")};
+    size_t n = 1;
+    while (args[n - 1] != NULL && n < 31) {
+        argv[n] = args[n - 1];
+        n++;
+    }
+    argv[n] = NULL;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    char **envp = build_env(env);
+    pid_t pid;
+    int e = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, envp);
+    free(envp);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert(e == 0, "cannot start hubmeter %s", args[0]);
+    return pid;
+}
+
+int th_wait(pid_t pid, int timeout_ms)
+{
+    int st = 0;
+    int64_t deadline = th_now_ms() + timeout_ms;
+    while (waitpid(pid, &st, WNOHANG) == 0) {
+        if (th_now_ms() > deadline)
+            return -1;
+        usleep(20 * 1000);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+bool th_file_contains(const char *path, const char *text)
+{
+    static char buf[1 << 20];
+    slurp(path, buf, sizeof buf);
+    return strstr(buf, text) != NULL;
+}

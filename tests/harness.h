@@ -76,6 +76,13 @@ bool th_header(const struct th_response *resp, const char *name, char *out, size
 /* Copies the line of the test nginx's access log that contains marker; false if none. */
 bool th_upstream_saw(const char *marker, char *line, size_t len);
 
+/* Starts the sanitized hubmeter with args in the background, stderr to log. */
+pid_t th_spawn(const char *const *args, const char *const *env, const char *log);
+/* Waits up to timeout_ms for pid; returns its status as th_run does, or -1 if still running. */
+int th_wait(pid_t pid, int timeout_ms);
+/* True when file path contains text. */
+bool th_file_contains(const char *path, const char *text);
+
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
 int th_free_port(void);
 int64_t th_now_ms(void);
