@@ -81,10 +81,19 @@ struct gw_req {
     uint64_t header_bytes; /* estimated size of the response head */
     unsigned upstream_status;
     int64_t upstream_ms;  /* time to the upstream's response head, -1 when none */
+    uint64_t checkpoint_handed; /* bytes_sent at the last checkpoint */
+    uint64_t checkpointed;      /* bytes already handed to the meter by checkpoints */
+    bool request_counted;       /* a record of this request has counted it */
     bool dispatched;      /* routed (identity checked, upstream started or answered) */
     bool uploading;       /* the request body streams to the upstream */
     void *stream;         /* an upstream transfer not yet owned by a response */
 };
+
+/* A streaming download hands its progress to the meter every GW_CHECKPOINT_BYTES, so a
+ * kill -9 of the gateway loses at most about that much of it (README). */
+#define GW_CHECKPOINT_BYTES (1u << 20)
+/* Records req's progress if GW_CHECKPOINT_BYTES more were handed since the last one. */
+void gw_checkpoint(struct gw_req *req);
 
 /* ---- delivered bytes (delivered.c) ----------------------------------------------------------- */
 /* The bytes the peer has acknowledged on TCP socket fd so far. CM_ERR when unknown. */

@@ -175,6 +175,38 @@ static uint64_t delivered_bytes(const struct gw_req *req, bool complete)
     return body < req->bytes_sent ? body : req->bytes_sent;
 }
 
+/* Hands bytes of req to the meter. The first record of a request (its first checkpoint,
+ * or its final record) counts the request; later ones add bytes only. */
+static void record_usage(struct gw_req *req, unsigned status, uint64_t bytes)
+{
+    struct meter_record rec = {.org_id = req->id.org_id,
+                               .key_id = req->id.key_id,
+                               .status_class = (uint8_t)(status / 100),
+                               .bytes = bytes,
+                               .partial = req->request_counted};
+    req->request_counted = true;
+    if (rec.status_class < 1 || rec.status_class > 5)
+        rec.status_class = 5;
+    if (rec.org_id == 0) /* anonymous traffic is known by its network */
+        cm_copy(rec.network, sizeof rec.network, req->network);
+    cm_copy(rec.repo, sizeof rec.repo, req->repo);
+    cm_copy(rec.method, sizeof rec.method, req->method);
+    meter_record(req->gw->meter, &rec);
+}
+
+void gw_checkpoint(struct gw_req *req)
+{
+    if (!req->metered || req->bytes_sent - req->checkpoint_handed < GW_CHECKPOINT_BYTES)
+        return;
+    req->checkpoint_handed = req->bytes_sent;
+    /* What the client acknowledged so far: never more than the final figure. */
+    uint64_t delivered = delivered_bytes(req, false);
+    if (delivered > req->checkpointed) {
+        record_usage(req, req->status, delivered - req->checkpointed);
+        req->checkpointed = delivered;
+    }
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -188,17 +220,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     unsigned status = req->status ? req->status : 500;
     uint64_t delivered = delivered_bytes(req, complete);
     if (req->metered) {
-        struct meter_record rec = {.org_id = req->id.org_id,
-                                   .key_id = req->id.key_id,
-                                   .status_class = (uint8_t)(status / 100),
-                                   .bytes = delivered};
-        if (rec.status_class < 1 || rec.status_class > 5)
-            rec.status_class = 5;
-        if (rec.org_id == 0) /* anonymous traffic is known by its network */
-            cm_copy(rec.network, sizeof rec.network, req->network);
-        cm_copy(rec.repo, sizeof rec.repo, req->repo);
-        cm_copy(rec.method, sizeof rec.method, req->method);
-        meter_record(gw->meter, &rec);
+        record_usage(req, status, delivered > req->checkpointed ? delivered - req->checkpointed : 0);
         gw_metrics_request_done(&gw->metrics, status, delivered);
         if (req->upstream_ms >= 0)
             gw_metrics_upstream_latency(&gw->metrics, req->upstream_ms);

@@ -238,6 +238,7 @@ static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
             s->len -= n;
             s->delivered += n;
             s->req->bytes_sent += n;
+            gw_checkpoint(s->req);
             return (ssize_t)n;
         }
         if (s->done) {
@@ -262,6 +263,7 @@ static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
         if (s->direct_len > 0) {
             s->delivered += s->direct_len;
             s->req->bytes_sent += s->direct_len;
+            gw_checkpoint(s->req);
             return (ssize_t)s->direct_len;
         }
         if (rc == CM_AGAIN) {

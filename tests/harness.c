@@ -6,6 +6,7 @@
 
 #include <criterion/criterion.h>
 #include <curl/curl.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
@@ -521,4 +522,32 @@ bool th_file_contains(const char *path, const char *text)
     static char buf[1 << 20];
     slurp(path, buf, sizeof buf);
     return strstr(buf, text) != NULL;
+}
+
+static size_t count_atomic(char *data, size_t size, size_t n, void *userdata)
+{
+    (void)data;
+    atomic_fetch_add((_Atomic uint64_t *)userdata, size * n);
+    return size * n;
+}
+
+void th_http_slow(const char *url, const char *const *headers, long rate,
+                  _Atomic uint64_t *received)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+        h = curl_slist_append(h, headers[i]);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, count_atomic);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, received);
+    curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, small_rcvbuf);
+    curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 16384L);
+    curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)rate);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_perform(c);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
 }

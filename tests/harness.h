@@ -7,6 +7,7 @@
 #ifndef HM_TEST_HARNESS_H
 #define HM_TEST_HARNESS_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +68,10 @@ long th_http_connections_for_two(const char *url);
 /* Performs method with body (len bytes; chunked when chunked is true) and headers. */
 void th_http_body(const char *method, const char *url, const char *const *headers,
                   const char *body, size_t len, bool chunked, struct th_response *resp);
+/* GETs url with a small receive buffer at most rate bytes/s until the transfer ends (it
+ * fails when the server dies); adds the body bytes received to *received as they come. */
+void th_http_slow(const char *url, const char *const *headers, long rate,
+                  _Atomic uint64_t *received);
 /* GETs url with a small receive buffer and hangs up once limit body bytes have arrived.
  * Returns the body bytes the client application actually received. */
 uint64_t th_http_abort_after(const char *url, const char *const *headers, uint64_t limit);

@@ -5,6 +5,7 @@
  * must hold exactly the bytes and requests the client saw — no loss, no double count.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,7 +62,7 @@ static uint64_t workload(int n)
     return bytes;
 }
 
-/* Waits until the gateway has logged (and so journaled) n requests. */
+/* Waits until the gateway has logged (and so journaled) n downloads of acme/model. */
 static void wait_logged(int n)
 {
     int64_t deadline = th_now_ms() + 10000;
@@ -73,7 +74,7 @@ static void wait_logged(int n)
             fclose(f);
         log[len] = '\0';
         int count = 0;
-        for (char *p = log; (p = strstr(p, "event=request ")) != NULL; p++)
+        for (char *p = log; (p = strstr(p, "repo=acme/model ")) != NULL; p++)
             count++;
         if (count >= n)
             return;
@@ -231,4 +232,65 @@ Test(faults, redis_coming_back_empty_loses_nothing_the_journal_holds, .init = se
     cr_assert(th_log_contains(&gw, "redis_restarted") ||
               th_log_contains(&gw, "redis_unavailable"));
     stop_redis(port, redis);
+}
+
+struct slow_download {
+    char url[256];
+    _Atomic uint64_t received;
+};
+
+static void *download(void *arg)
+{
+    struct slow_download *d = arg;
+    th_http_slow(d->url, (const char *[]){auth, NULL}, 4 << 20, &d->received);
+    return NULL;
+}
+
+static void start_gateway_nginx(void)
+{
+    setup();
+    snprintf(env_up, sizeof env_up, "HUBMETER_UPSTREAM=%s", th_env("HM_TEST_NGINX_URL"));
+}
+
+Test(faults, a_download_cut_by_a_gateway_kill_is_counted_to_its_last_checkpoint,
+     .init = start_gateway_nginx, .timeout = 120)
+{
+    start_gateway(NULL);
+    static struct slow_download d;
+    snprintf(d.url, sizeof d.url, "%s/acme/model/resolve/main/big.bin", gw.base);
+    pthread_t t;
+    pthread_create(&t, NULL, download, &d);
+    usleep(2500 * 1000); /* about 10 MiB at 4 MiB/s */
+    kill(gw.pid, SIGKILL);
+    cr_assert_eq(th_wait(gw.pid, 5000), 128 + SIGKILL);
+    gw.pid = 0;
+    pthread_join(t, NULL);
+    uint64_t received = atomic_load(&d.received);
+    cr_assert(received > (4u << 20) && received < (64u << 20), "received %llu",
+              (unsigned long long)received);
+    start_gateway(NULL); /* replays the journal: the checkpoints are in it */
+    PGconn *db = th_db_connect(db_url);
+    int64_t deadline = th_now_ms() + 15000;
+    uint64_t counted = 0;
+    char *reqs = NULL;
+    while (th_now_ms() < deadline) {
+        char *v = th_db_value(db, "SELECT coalesce(sum(bytes), 0)::text FROM usage_minute", 0,
+                              NULL);
+        counted = strtoull(v, NULL, 10);
+        free(v);
+        if (counted + (5u << 20) + (64u << 10) >= received)
+            break;
+        usleep(100 * 1000);
+    }
+    reqs = th_db_value(db, "SELECT coalesce(sum(requests), 0)::text FROM usage_minute", 0, NULL);
+    PQfinish(db);
+    /* Bound (README): never more than received; at most one checkpoint interval (1 MiB)
+     * plus what sat unacknowledged in the kernel's send buffer (which the kernel still
+     * delivered after the process died; tcp_wmem max here: 4 MiB) below it. */
+    cr_assert(counted + (5u << 20) + (64u << 10) >= received && counted <= received + (64u << 10),
+              "the client received %llu bytes; the meter counted %llu",
+              (unsigned long long)received, (unsigned long long)counted);
+    cr_assert_str_eq(reqs, "1", "the interrupted download counts as one request");
+    free(reqs);
+    th_gateway_stop(&gw);
 }
