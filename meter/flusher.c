@@ -23,6 +23,7 @@ struct meter_flusher {
     char consumer[128];
     bool pending_first; /* re-read our own pending entries before new ones */
     int64_t housekeeping_at_ms;
+    int64_t partitions_at_ms; /* next check that this and next month's partitions exist */
     pthread_t thread;
     bool started;
     atomic_bool stop;
@@ -242,8 +243,26 @@ static int ensure_connections(struct meter_flusher *f, char *err, size_t errlen)
 }
 
 /* Claims entries idle too long in other (dead) consumers and trims acknowledged entries. */
+/* Creates this month's and the next month's usage partitions ahead of the data (hourly
+ * check), so applying a batch at a month's turn never waits on DDL. */
+static void partitions_ahead(struct meter_flusher *f)
+{
+    if (cm_mono_ms() < f->partitions_at_ms)
+        return;
+    char err[256];
+    if (cm_pg_command(f->db,
+                      "SELECT hm_usage_partition(now()),"
+                      " hm_usage_partition(now() + interval '1 month')",
+                      err, sizeof err) != CM_OK) {
+        cm_log(CM_LOG_WARN, "partition_create_failed", "error=\"%s\"", err);
+        return;
+    }
+    f->partitions_at_ms = cm_mono_ms() + 3600 * 1000;
+}
+
 static void housekeeping(struct meter_flusher *f)
 {
+    partitions_ahead(f);
     redisReply *r = command(f, "XAUTOCLAIM " METER_STREAM " " METER_GROUP " %s %u 0-0 COUNT %d",
                             f->consumer, f->cfg->flush_claim_idle_ms, READ_COUNT);
     if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&

@@ -234,3 +234,21 @@ Test(usage_query, bad_ranges_are_refused_with_a_reason, .init = setup)
     cr_assert_eq(meter_usage_query(db, &q, &doc, err, sizeof err), CM_INVALID);
     PQfinish(db);
 }
+
+Test(pipeline, the_flusher_creates_this_and_next_months_partitions_ahead, .init = setup)
+{
+    char err[256];
+    struct meter_flusher *f = meter_flusher_new(&cfg, err, sizeof err);
+    int applied;
+    cr_assert_eq(meter_flusher_step(f, 10, &applied, err, sizeof err), CM_OK, "%s", err);
+    PGconn *db = th_db_connect(cfg.database_url);
+    char *v = th_db_value(db, "SELECT count(*)::text FROM pg_inherits WHERE inhparent ="
+                              " 'usage_minute'::regclass AND inhrelid::regclass::text IN ("
+                              " 'usage_minute_' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMM'),"
+                              " 'usage_minute_' || to_char((now() + interval '1 month')"
+                              " AT TIME ZONE 'UTC', 'YYYYMM'))", 0, NULL);
+    cr_assert_str_eq(v, "2");
+    free(v);
+    PQfinish(db);
+    meter_flusher_free(f);
+}
