@@ -53,6 +53,7 @@ struct hm_config {
     char admin_token[256];         /* secret: never log */
     char journal_dir[CM_URL_MAX];
     bool journal_fsync_always; /* fsync every record; else once a second ("everysec") */
+    uint64_t journal_max_bytes;  /* the journal stops growing here, with an alarm */
     char key_prefix[17];
     char instance_id[64];
     enum cm_log_level log_level;

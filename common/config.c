@@ -19,7 +19,8 @@ enum opt_kind {
     OPT_UPSTREAM,
     OPT_PREFIX,
     OPT_LEVEL,
-    OPT_FSYNC
+    OPT_FSYNC,
+    OPT_U64
 };
 
 struct opt {
@@ -42,6 +43,7 @@ static const struct opt options[] = {
     {"HUBMETER_ADMIN_TOKEN", OPT_STRING, F(admin_token), 0, 0, true},
     {"HUBMETER_JOURNAL_DIR", OPT_STRING, F(journal_dir), 0, 0, false},
     {"HUBMETER_JOURNAL_FSYNC", OPT_FSYNC, F(journal_fsync_always), 0, 0, false},
+    {"HUBMETER_JOURNAL_MAX_BYTES", OPT_U64, F(journal_max_bytes), 0, 0, false},
     {"HUBMETER_KEY_PREFIX", OPT_PREFIX, F(key_prefix), 0, 0, false},
     {"HUBMETER_INSTANCE_ID", OPT_PREFIX, F(instance_id), 0, 0, false},
     {"HUBMETER_LOG_LEVEL", OPT_LEVEL, F(log_level), 0, 0, false},
@@ -101,6 +103,7 @@ static void set_defaults(struct hm_config *cfg)
             "/{ns}/{repo}/raw/*,/{ns}/{repo}/blob/*");
     cfg->ship_interval_ms = 1000;
     cfg->flush_claim_idle_ms = 60000;
+    cfg->journal_max_bytes = 1ull << 30;
     cfg->run_flusher = true;
 }
 
@@ -217,6 +220,14 @@ static int apply(struct hm_config *cfg, const struct opt *o, const char *v, char
         else
             cm_copy(field, o->size, v);
         break;
+    case OPT_U64: {
+        uint64_t n;
+        if (cm_parse_u64(v, &n) != CM_OK)
+            why = "is not a whole number of bytes";
+        else
+            *(uint64_t *)field = n;
+        break;
+    }
     case OPT_FSYNC:
         if (strcmp(v, "always") == 0 || strcmp(v, "everysec") == 0)
             *(bool *)field = strcmp(v, "always") == 0;
@@ -230,7 +241,7 @@ static int apply(struct hm_config *cfg, const struct opt *o, const char *v, char
     }
     if (why == NULL)
         return CM_OK;
-    if (o->secret || o->kind == OPT_UINT || o->kind == OPT_BOOL)
+    if (o->secret || o->kind == OPT_UINT || o->kind == OPT_BOOL || o->kind == OPT_U64)
         cm_fmt(err, errlen, "%s %s", o->key, why);
     else
         cm_fmt(err, errlen, "%s=\"%.200s\" %s", o->key, v, why);

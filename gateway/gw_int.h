@@ -47,7 +47,8 @@ struct gw {
 void gw_metrics_request_done(struct gw_metrics *m, unsigned status, uint64_t bytes);
 void gw_metrics_upstream_latency(struct gw_metrics *m, int64_t ms);
 /* Prometheus text; caller frees. NULL when out of memory. */
-char *gw_metrics_render(struct gw_metrics *m, bool redis_ok);
+char *gw_metrics_render(struct gw_metrics *m, bool redis_ok, uint64_t journal_bytes,
+                        uint64_t unjournaled);
 
 /* ---- slow clients (watchdog.c) ------------------------------------------------------------------ */
 /* Tracks connections and cuts those whose request head takes longer than timeout_s. */

@@ -30,7 +30,8 @@ void gw_metrics_upstream_latency(struct gw_metrics *m, int64_t ms)
     atomic_fetch_add(&m->latency_sum_ms, (uint64_t)(ms > 0 ? ms : 0));
 }
 
-char *gw_metrics_render(struct gw_metrics *m, bool redis_ok)
+char *gw_metrics_render(struct gw_metrics *m, bool redis_ok, uint64_t journal_bytes,
+                        uint64_t unjournaled)
 {
     char *text = NULL;
     size_t len = 0;
@@ -58,6 +59,15 @@ char *gw_metrics_render(struct gw_metrics *m, bool redis_ok)
             "hubmeter_redis_up %d\n",
             (unsigned long long)atomic_load(&m->bytes), (long long)atomic_load(&m->in_flight),
             (unsigned long long)atomic_load(&m->slow_clients_cut), redis_ok ? 1 : 0);
+    fprintf(f,
+            "# HELP hubmeter_journal_bytes Size of the local usage journal on disk.\n"
+            "# TYPE hubmeter_journal_bytes gauge\n"
+            "hubmeter_journal_bytes %llu\n"
+            "# HELP hubmeter_journal_skipped_records_total Records kept in memory only because "
+            "the journal was full or failing.\n"
+            "# TYPE hubmeter_journal_skipped_records_total counter\n"
+            "hubmeter_journal_skipped_records_total %llu\n",
+            (unsigned long long)journal_bytes, (unsigned long long)unjournaled);
     fprintf(f, "# HELP hubmeter_upstream_latency_seconds Time to the upstream's response head.\n"
                "# TYPE hubmeter_upstream_latency_seconds histogram\n");
     for (int i = 0; i < GW_LATENCY_BUCKETS; i++)

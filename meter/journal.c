@@ -28,6 +28,9 @@ struct meter_journal {
     uint64_t segment;      /* number of the current record segment */
     uint64_t next_batch;   /* counter for the next batch file name */
     bool dirty;            /* appended since the last sync */
+    uint64_t bytes;        /* everything in the directory (segments and batches) */
+    uint64_t seg_bytes, old_seg_bytes; /* the current and the last rotated segment */
+    uint64_t max_bytes;    /* appends stop here (0: no limit) */
 };
 
 /* "<dir>/<prefix><n, 20 digits><suffix>": file names sort in creation order. */
@@ -68,7 +71,25 @@ static uint64_t highest(const struct meter_journal *j, const char *prefix)
     return max;
 }
 
-struct meter_journal *meter_journal_open(const char *dir, char *err, size_t errlen)
+/* Sum of the sizes of the journal's files (once, at open). */
+static uint64_t directory_bytes(const struct meter_journal *j)
+{
+    DIR *d = opendir(j->dir);
+    struct dirent *e;
+    uint64_t total = 0;
+    while (d != NULL && (e = readdir(d)) != NULL) {
+        struct stat st;
+        if (e->d_name[0] != '.' && fstatat(j->dir_fd, e->d_name, &st, 0) == 0 &&
+            S_ISREG(st.st_mode))
+            total += (uint64_t)st.st_size;
+    }
+    if (d != NULL)
+        closedir(d);
+    return total;
+}
+
+struct meter_journal *meter_journal_open(const char *dir, uint64_t max_bytes, char *err,
+                                         size_t errlen)
 {
     struct meter_journal *j = calloc(1, sizeof *j);
     if (j == NULL)
@@ -89,6 +110,8 @@ struct meter_journal *meter_journal_open(const char *dir, char *err, size_t errl
         cm_fmt(err, errlen, "the journal %s is in use by another hubmeter process", dir);
         goto fail;
     }
+    j->max_bytes = max_bytes;
+    j->bytes = directory_bytes(j);
     j->segment = highest(j, "rec-") + 1;
     j->next_batch = highest(j, "b-") + 1;
     if (open_segment(j, err, errlen) != CM_OK)
@@ -126,6 +149,8 @@ static json_t *record_json(const struct meter_record *r, int64_t end_s)
 int meter_journal_append(struct meter_journal *j, const struct meter_record *r, int64_t end_s,
                          bool sync)
 {
+    if (j->max_bytes != 0 && j->bytes >= j->max_bytes)
+        return CM_AGAIN; /* full: the caller keeps the record in memory and raises the alarm */
     json_t *doc = record_json(r, end_s);
     char *line = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
@@ -137,6 +162,8 @@ int meter_journal_append(struct meter_journal *j, const struct meter_record *r, 
     free(line);
     if (w != (ssize_t)(n + 1))
         return CM_ERR;
+    j->bytes += n + 1;
+    j->seg_bytes += n + 1;
     j->dirty = true;
     if (sync)
         return meter_journal_sync(j);
@@ -163,6 +190,8 @@ int meter_journal_rotate(struct meter_journal *j, uint64_t *old_segment, char *e
     }
     fdatasync(old_fd);
     close(old_fd);
+    j->old_seg_bytes = j->seg_bytes;
+    j->seg_bytes = 0;
     return CM_OK;
 }
 
@@ -182,6 +211,7 @@ int meter_journal_write_batch(struct meter_journal *j, const char *body, uint64_
         unlink(tmp);
         return CM_ERR;
     }
+    j->bytes += len;
     return CM_OK;
 }
 
@@ -189,8 +219,11 @@ void meter_journal_drop_segment(struct meter_journal *j, uint64_t segment)
 {
     char p[CM_URL_MAX + 64];
     path(j, p, sizeof p, "rec-", segment, ".log");
-    unlink(p);
+    if (unlink(p) == 0)
+        j->bytes -= j->old_seg_bytes < j->bytes ? j->old_seg_bytes : j->bytes;
 }
+
+uint64_t meter_journal_bytes(const struct meter_journal *j) { return j->bytes; }
 
 void meter_journal_drop_old_segments(struct meter_journal *j)
 {
@@ -206,13 +239,15 @@ void meter_journal_drop_old_segments(struct meter_journal *j)
     if (d != NULL)
         closedir(d);
     fsync(j->dir_fd);
+    j->bytes = directory_bytes(j);
 }
 
-void meter_journal_drop_batch(struct meter_journal *j, uint64_t number)
+void meter_journal_drop_batch(struct meter_journal *j, uint64_t number, size_t len)
 {
     char p[CM_URL_MAX + 64];
     path(j, p, sizeof p, "b-", number, ".json");
-    unlink(p);
+    if (unlink(p) == 0)
+        j->bytes -= len < j->bytes ? len : j->bytes;
 }
 
 static char *slurp(const char *p)

@@ -37,6 +37,8 @@ struct meter *meter_new(const struct hm_config *cfg, char *err, size_t errlen);
 void meter_record(struct meter *m, const struct meter_record *rec);
 /* True when the last ship attempt reached Redis. */
 bool meter_redis_ok(struct meter *m);
+/* The journal's size on disk and how many records could not be journaled (full/failing). */
+void meter_journal_state(struct meter *m, uint64_t *bytes, uint64_t *unjournaled);
 /* Ships what is left (bounded wait), sends a final heartbeat, stops the thread, frees. */
 void meter_free(struct meter *m);
 

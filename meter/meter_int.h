@@ -29,10 +29,15 @@ json_t *meter_agg_to_json(const struct meter_agg *a);
 
 /* The local journal (meter/journal.c). */
 struct meter_journal;
-/* Opens (creating) dir and locks it for this process. NULL + err on failure. */
-struct meter_journal *meter_journal_open(const char *dir, char *err, size_t errlen);
+/* Opens (creating) dir and locks it for this process; appends stop at max_bytes (0: no
+ * limit). NULL + err on failure. */
+struct meter_journal *meter_journal_open(const char *dir, uint64_t max_bytes, char *err,
+                                         size_t errlen);
+/* Bytes the journal holds on disk. */
+uint64_t meter_journal_bytes(const struct meter_journal *j);
 void meter_journal_close(struct meter_journal *j);
-/* Appends one record ending at end_s; sync: fdatasync now ("always" policy). */
+/* Appends one record ending at end_s; sync: fdatasync now ("always" policy). CM_AGAIN
+ * when the journal is full. */
 int meter_journal_append(struct meter_journal *j, const struct meter_record *r, int64_t end_s,
                          bool sync);
 /* fdatasync of the current segment if anything was appended since the last sync. */
@@ -43,7 +48,7 @@ int meter_journal_rotate(struct meter_journal *j, uint64_t *old_segment, char *e
 /* Durably writes a batch body as the next batch file; *number names it. */
 int meter_journal_write_batch(struct meter_journal *j, const char *body, uint64_t *number);
 void meter_journal_drop_segment(struct meter_journal *j, uint64_t segment);
-void meter_journal_drop_batch(struct meter_journal *j, uint64_t number);
+void meter_journal_drop_batch(struct meter_journal *j, uint64_t number, size_t len);
 /* Deletes the record segments of earlier processes (after their records were batched). */
 void meter_journal_drop_old_segments(struct meter_journal *j);
 /* Receives a leftover batch file's number and body (malloc'd; the callee owns it). */

@@ -40,6 +40,9 @@ struct meter {
     bool stopping;
     pthread_t thread;
     atomic_bool redis_ok;
+    _Atomic uint64_t unjournaled; /* records kept in memory only (journal full or failing) */
+    _Atomic uint64_t journal_bytes;
+    int64_t alarm_at_ms;          /* last journal alarm (under lock) */
     /* Owned by the shipper thread. */
     redisContext *redis;
     char run_id[64]; /* of the Redis the outbox was shipped to */
@@ -57,8 +60,19 @@ void meter_record(struct meter *m, const struct meter_record *rec)
     pthread_mutex_lock(&m->lock);
     /* Stamped under the lock, so a record is either before a swap's cutoff or after it. */
     int64_t end_s = cm_now_us() / 1000000;
-    if (meter_journal_append(m->journal, rec, end_s, m->cfg->journal_fsync_always) != CM_OK)
-        cm_log(CM_LOG_ERROR, "journal_write_failed", "bytes=%" PRIu64, rec->bytes);
+    int rc = meter_journal_append(m->journal, rec, end_s, m->cfg->journal_fsync_always);
+    if (rc != CM_OK) {
+        /* Kept in memory and shipped as usual; only a crash before that would lose it. */
+        atomic_fetch_add(&m->unjournaled, 1);
+        int64_t now = cm_mono_ms();
+        if (now - m->alarm_at_ms >= 10000) {
+            m->alarm_at_ms = now;
+            cm_log(CM_LOG_ERROR, rc == CM_AGAIN ? "journal_full" : "journal_write_failed",
+                   "journal_bytes=%" PRIu64 " limit=%" PRIu64 " dir=%s",
+                   meter_journal_bytes(m->journal), m->cfg->journal_max_bytes,
+                   m->cfg->journal_dir);
+        }
+    }
     if (meter_agg_add(m->agg, rec, end_s) != CM_OK)
         cm_log(CM_LOG_ERROR, "usage_record_lost", "reason=out_of_memory bytes=%" PRIu64,
                rec->bytes);
@@ -66,6 +80,12 @@ void meter_record(struct meter *m, const struct meter_record *rec)
 }
 
 bool meter_redis_ok(struct meter *m) { return atomic_load(&m->redis_ok); }
+
+void meter_journal_state(struct meter *m, uint64_t *bytes, uint64_t *unjournaled)
+{
+    *bytes = atomic_load(&m->journal_bytes);
+    *unjournaled = atomic_load(&m->unjournaled);
+}
 
 static int outbox_add(struct meter *m, uint64_t number, const char *id, char *body)
 {
@@ -218,7 +238,7 @@ static void release_applied(struct meter *m)
             for (int r = 0; b->shipped && !applied && r < PQntuples(res); r++)
                 applied = strcmp(PQgetvalue(res, r, 0), b->id) == 0;
             if (applied) {
-                meter_journal_drop_batch(m->journal, b->number);
+                meter_journal_drop_batch(m->journal, b->number, strlen(b->body));
                 free(b->body);
             } else {
                 m->outbox[kept++] = *b;
@@ -268,6 +288,9 @@ static size_t round_trip(struct meter *m, int64_t *cutoff_ms)
         meter_journal_drop_segment(m->journal, old_segment); /* now covered by the batch */
     if (!m->cfg->journal_fsync_always)
         meter_journal_sync(m->journal); /* everysec: lose at most a second to a power cut */
+    pthread_mutex_lock(&m->lock);
+    atomic_store(&m->journal_bytes, meter_journal_bytes(m->journal));
+    pthread_mutex_unlock(&m->lock);
     size_t waiting = m->n_out;
     if (cm_mono_ms() >= m->retry_at_ms) {
         waiting = ship_outbox(m);
@@ -371,7 +394,7 @@ struct meter *meter_new(const struct hm_config *cfg, char *err, size_t errlen)
      * (or a restart within a second) never share batch ids. */
     cm_fmt(m->source, sizeof m->source, "%s:%" PRIx64 "-%x", cfg->instance_id,
            (uint64_t)cm_now_us(), (unsigned)getpid());
-    m->journal = meter_journal_open(cfg->journal_dir, err, errlen);
+    m->journal = meter_journal_open(cfg->journal_dir, cfg->journal_max_bytes, err, errlen);
     if (m->journal == NULL || recover(m, err, errlen) != CM_OK)
         goto fail;
     pthread_mutex_init(&m->lock, NULL);

@@ -63,6 +63,7 @@ unset HUBMETER_DATABASE_URL HUBMETER_REDIS_URL
 # Sanitizers fail loudly: any report aborts the process with a non-zero status.
 export ASAN_OPTIONS=abort_on_error=1:detect_leaks=1:strict_string_checks=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export LSAN_OPTIONS=suppressions=$root/tests/lsan.supp:print_suppressions=0
 
 # Criterion counts a test that leaks (or trips a sanitizer in teardown) as passing:
 # its output is scanned, and any sanitizer report or crash fails the suite.

@@ -294,3 +294,18 @@ Test(faults, a_download_cut_by_a_gateway_kill_is_counted_to_its_last_checkpoint,
     free(reqs);
     th_gateway_stop(&gw);
 }
+
+Test(faults, a_full_journal_raises_the_alarm_and_keeps_counting, .init = setup, .timeout = 60)
+{
+    start_gateway("HUBMETER_JOURNAL_MAX_BYTES=1");
+    uint64_t bytes = workload(10);
+    assert_exact(bytes, 10, false);
+    char u[256];
+    snprintf(u, sizeof u, "%s/-/metrics", gw.base);
+    struct th_response r;
+    th_http("GET", u, NULL, &r);
+    cr_assert(strstr(r.body, "hubmeter_journal_skipped_records_total 9\n") != NULL, "%s", r.body);
+    th_response_free(&r);
+    cr_assert(th_log_contains(&gw, "event=journal_full"));
+    th_gateway_stop(&gw);
+}
