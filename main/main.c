@@ -23,6 +23,7 @@ static const char USAGE[] =
     "  plans create|list|show  manage plans\n"
     "  orgs create|list|show   manage organisations\n"
     "  keys create|list|revoke manage API keys\n"
+    "  usage reconcile         check PostgreSQL's usage against its applied batches\n"
     "\n"
     "Configuration comes from HUBMETER_* environment variables (see README.md); --config\n"
     "FILE adds KEY=value lines, which the environment overrides. COMMAND --help for more.\n";
@@ -144,6 +145,8 @@ int main(int argc, char **argv)
         return cli_orgs(&cfg, sub_argc, sub_argv);
     if (strcmp(cmd, "keys") == 0)
         return cli_keys(&cfg, sub_argc, sub_argv);
+    if (strcmp(cmd, "usage") == 0)
+        return cli_usage(&cfg, sub_argc, sub_argv);
     fprintf(stderr, "hubmeter: unknown command %s\n%s", cmd, USAGE);
     return EXIT_USAGE;
 }

@@ -64,6 +64,11 @@ struct meter_usage_query {
  * document of DESIGN.md (without "org"). *out is a new reference the caller decrefs. */
 int meter_usage_query(PGconn *db, const struct meter_usage_query *q, json_t **out, char *err,
                       size_t errlen);
+/* Reconciles the pipeline (see meter/reconcile.c) into *out (new reference): CM_OK when
+ * PostgreSQL's usage rows equal its applied batches, CM_DENIED when they differ, CM_ERR or
+ * CM_UNAVAIL (err) when it cannot tell. from/to bound the period totals reported. */
+int meter_reconcile(const struct hm_config *cfg, int64_t from, int64_t to, json_t **out,
+                    char *err, size_t errlen);
 /* The pipeline watermark: every request that ended before *unix_s is in PostgreSQL. */
 int meter_complete_until(PGconn *db, int64_t *unix_s, char *err, size_t errlen);
 

@@ -5,6 +5,7 @@
  * must hold exactly the bytes and requests the client saw — no loss, no double count.
  */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -135,6 +136,23 @@ Test(faults, a_gateway_killed_mid_workload_loses_no_finished_request, .init = se
     assert_exact(bytes, 100, false);
     th_gateway_stop(&gw);
     cr_assert(th_log_contains(&gw, "journal_recovered"), "the restart replayed the journal");
+    /* The reconciliation agrees, and notices a row changed behind its back. */
+    const char *env[] = {env_db, env_redis, env_journal, NULL};
+    struct th_run r;
+    th_hubmeter(&r, env, (const char *[]){"usage", "reconcile", "--json", NULL});
+    cr_assert_eq(r.status, 0, "%s%s", r.out, r.err);
+    json_t *doc = json_loads(r.out, 0, NULL);
+    cr_assert(json_is_true(json_object_get(doc, "consistent")), "%s", r.out);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(doc, "journal"),
+                                                    "bytes_not_yet_applied")), 0, "%s", r.out);
+    json_decref(doc);
+    PGconn *db = th_db_connect(db_url);
+    PQclear(PQexec(db, "UPDATE usage_minute SET bytes = bytes + 1 WHERE ctid IN"
+                       " (SELECT ctid FROM usage_minute LIMIT 1)"));
+    PQfinish(db);
+    th_hubmeter(&r, env, (const char *[]){"usage", "reconcile", NULL});
+    cr_assert_eq(r.status, 1, "%s%s", r.out, r.err);
+    cr_assert(strstr(r.out, "DIFFERENT") != NULL, "%s", r.out);
 }
 
 static void flusher_killed_at(const char *point)
