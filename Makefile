@@ -84,6 +84,7 @@ test-only: $(TEST_BIN) build/san/hubmeter bin/hubmeter
 # Benchmarks against an nginx reverse proxy; writes BENCH.md (see scripts/bench.sh).
 bench: deps
 	$(MAKE) bin/hubmeter
+	bash scripts/bench-pipeline.sh
 	bash scripts/bench.sh
 
 install: bin/hubmeter

@@ -612,7 +612,7 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
   fi
 } >"$B/results.md"
 
-cat bench/BENCH.head.md "$B/results.md" >BENCH.md.tmp
+cat bench/BENCH.head.md "$B/results.md" $( [ -f var/bench-pipeline/results.md ] && echo var/bench-pipeline/results.md ) >BENCH.md.tmp
 mv -f BENCH.md.tmp BENCH.md
 log "results in $B/results.md and BENCH.md"
 cat "$B/results.md"
