@@ -72,6 +72,7 @@ struct hm_config {
     unsigned upstream_idle_timeout_ms;
     unsigned ship_interval_ms;
     unsigned flush_claim_idle_ms; /* a batch pending this long in a dead flusher is taken over */
+    unsigned month_close_grace_h; /* a month closes this long after the watermark passed it */
     bool run_flusher; /* serve also runs the flusher */
 };
 

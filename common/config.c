@@ -64,6 +64,7 @@ static const struct opt options[] = {
      false},
     {"HUBMETER_SHIP_INTERVAL_MS", OPT_UINT, F(ship_interval_ms), 10, 60000, false},
     {"HUBMETER_FLUSHER", OPT_BOOL, F(run_flusher), 0, 0, false},
+    {"HUBMETER_MONTH_CLOSE_GRACE_H", OPT_UINT, F(month_close_grace_h), 0, 24 * 366, false},
     {"HUBMETER_FLUSH_CLAIM_IDLE_MS", OPT_UINT, F(flush_claim_idle_ms), 100, 86400000, false},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -104,6 +105,7 @@ static void set_defaults(struct hm_config *cfg)
     cfg->ship_interval_ms = 1000;
     cfg->flush_claim_idle_ms = 60000;
     cfg->journal_max_bytes = 1ull << 30;
+    cfg->month_close_grace_h = 72;
     cfg->run_flusher = true;
 }
 

@@ -24,23 +24,42 @@ struct meter_flusher {
     bool pending_first; /* re-read our own pending entries before new ones */
     int64_t housekeeping_at_ms;
     int64_t partitions_at_ms; /* next check that this and next month's partitions exist */
+    int64_t rollup_at_ms;     /* next rollup of complete hours */
     pthread_t thread;
     bool started;
     atomic_bool stop;
     unsigned failures;
 };
 
+/* Rows of open months become usage; rows of closed months (late usage) become signed
+ * adjustment rows naming the batch, never rewrites of a closed month. */
 static const char APPLY_ROWS_SQL[] =
-    "INSERT INTO usage_minute (bucket, org_id, key_id, network, repo, method, status_class,"
+    "WITH r AS (SELECT * FROM jsonb_to_recordset($1::jsonb -> 'rows') AS r(m bigint,"
+    " org bigint, key bigint, net text, repo text, method text, sc smallint, refused text,"
+    " req bigint, bytes bigint)),"
+    " late AS (INSERT INTO usage_adjustments (bucket, org_id, key_id, network, repo,"
+    " status_class, requests, bytes, reason, author, source)"
+    " SELECT to_timestamp(r.m), r.org, r.key, r.net::cidr, r.repo, r.sc, r.req, r.bytes,"
+    " 'late usage for a closed month', 'hubmeter-flusher', $1::jsonb ->> 'id' FROM r"
+    " WHERE date_trunc('month', to_timestamp(r.m)) IN (SELECT month FROM closed_months))"
+    " INSERT INTO usage_minute (bucket, org_id, key_id, network, repo, method, status_class,"
     " refused_by, requests, bytes)"
     " SELECT to_timestamp(r.m), r.org, r.key, r.net::cidr, r.repo, r.method, r.sc,"
-    " r.refused, sum(r.req), sum(r.bytes)"
-    " FROM jsonb_to_recordset($1::jsonb -> 'rows') AS r(m bigint, org bigint, key bigint,"
-    " net text, repo text, method text, sc smallint, refused text, req bigint, bytes bigint)"
+    " r.refused, sum(r.req), sum(r.bytes) FROM r"
+    " WHERE date_trunc('month', to_timestamp(r.m)) NOT IN (SELECT month FROM closed_months)"
     " GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"
     " ON CONFLICT ON CONSTRAINT usage_minute_key DO UPDATE SET"
     " requests = usage_minute.requests + EXCLUDED.requests,"
     " bytes = usage_minute.bytes + EXCLUDED.bytes";
+
+/* Hours already rolled up that this batch changes are recomputed by the next rollup. */
+static const char DIRTY_HOURS_SQL[] =
+    "INSERT INTO rollup_dirty (hour)"
+    " SELECT DISTINCT date_trunc('hour', to_timestamp((r ->> 'm')::bigint))"
+    " FROM jsonb_array_elements($1::jsonb -> 'rows') r"
+    " WHERE date_trunc('hour', to_timestamp((r ->> 'm')::bigint)) <"
+    " (SELECT hour FROM rollup_cursor)"
+    " ON CONFLICT DO NOTHING";
 
 static const char APPLY_BATCH_SQL[] =
     "INSERT INTO applied_batches (batch_id, instance, rows, requests, bytes, stream_id)"
@@ -109,6 +128,8 @@ static int apply_batch(PGconn *db, const char *body, const char *stream_id, bool
         PQclear(res);
         if (*fresh)
             rc = exec_params(db, APPLY_ROWS_SQL, 1, p2, NULL, msg, sizeof msg);
+        if (*fresh && rc == CM_OK)
+            rc = exec_params(db, DIRTY_HOURS_SQL, 1, p2, NULL, msg, sizeof msg);
     }
     if (rc == CM_OK)
         rc = exec_params(db, WATERMARK_SQL, 3, wm, NULL, msg, sizeof msg);
@@ -260,9 +281,29 @@ static void partitions_ahead(struct meter_flusher *f)
     f->partitions_at_ms = cm_mono_ms() + 3600 * 1000;
 }
 
+/* Rolls up the hours the watermark has passed (and hours late batches touched), and
+ * closes the months the watermark passed by more than the grace period. */
+static void rollup(struct meter_flusher *f)
+{
+    if (cm_mono_ms() < f->rollup_at_ms)
+        return;
+    f->rollup_at_ms = cm_mono_ms() + 60 * 1000;
+    char err[256], wm[24], grace[24];
+    int64_t complete;
+    if (meter_complete_until(f->db, &complete, err, sizeof err) != CM_OK)
+        return;
+    cm_fmt(wm, sizeof wm, "%lld", (long long)complete);
+    cm_fmt(grace, sizeof grace, "%u hours", f->cfg->month_close_grace_h);
+    const char *params[] = {wm, grace};
+    if (exec_params(f->db, "SELECT hm_rollup(to_timestamp($1::bigint), $2::interval)", 2, params,
+                    NULL, err, sizeof err) != CM_OK)
+        cm_log(CM_LOG_WARN, "rollup_failed", "error=\"%s\"", err);
+}
+
 static void housekeeping(struct meter_flusher *f)
 {
     partitions_ahead(f);
+    rollup(f);
     redisReply *r = command(f, "XAUTOCLAIM " METER_STREAM " " METER_GROUP " %s %u 0-0 COUNT %d",
                             f->consumer, f->cfg->flush_claim_idle_ms, READ_COUNT);
     if (r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&

@@ -64,6 +64,19 @@ struct meter_usage_query {
  * document of DESIGN.md (without "org"). *out is a new reference the caller decrefs. */
 int meter_usage_query(PGconn *db, const struct meter_usage_query *q, json_t **out, char *err,
                       size_t errlen);
+/* A correction: signed bytes and requests for an org at a time, with a reason and an
+ * author. Every total includes adjustments; history is never rewritten. */
+struct meter_adjustment {
+    int64_t org_id;
+    int64_t at; /* unix seconds */
+    int64_t bytes, requests;
+    char repo[160];
+    char reason[501];
+    char author[201];
+};
+/* Stores a; *id is the new row's. CM_INVALID (err) for a missing reason/author or no change. */
+int meter_usage_adjust(PGconn *db, const struct meter_adjustment *a, int64_t *id, char *err,
+                       size_t errlen);
 /* Reconciles the pipeline (see meter/reconcile.c) into *out (new reference): CM_OK when
  * PostgreSQL's usage rows equal its applied batches, CM_DENIED when they differ, CM_ERR or
  * CM_UNAVAIL (err) when it cannot tell. from/to bound the period totals reported. */

@@ -105,8 +105,12 @@ int meter_reconcile(const struct hm_config *cfg, int64_t from, int64_t to, json_
     cm_fmt(f, sizeof f, "%lld", (long long)from);
     cm_fmt(t, sizeof t, "%lld", (long long)to);
     const char *params[] = {f, t};
-    int rc = pg_pair(db, "SELECT coalesce(sum(requests), 0), coalesce(sum(bytes), 0)"
-                         " FROM usage_minute", 0, NULL, rows, err, errlen);
+    /* Every applied batch row is either a usage row or, for a closed month, an adjustment
+     * the flusher wrote (source = the batch); operators' corrections are not batches. */
+    int rc = pg_pair(db, "SELECT coalesce(sum(r), 0), coalesce(sum(b), 0) FROM"
+                         " (SELECT requests AS r, bytes AS b FROM usage_minute UNION ALL"
+                         " SELECT requests, bytes FROM usage_adjustments WHERE source IS NOT NULL)"
+                         " t", 0, NULL, rows, err, errlen);
     if (rc == CM_OK)
         rc = pg_pair(db, "SELECT coalesce(sum(requests), 0), coalesce(sum(bytes), 0)"
                          " FROM applied_batches", 0, NULL, batches, err, errlen);

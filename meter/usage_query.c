@@ -65,21 +65,27 @@ int meter_complete_until(PGconn *db, int64_t *unix_s, char *err, size_t errlen)
 static const char SERIES_SQL[] =
     "WITH s AS (SELECT g AS start FROM generate_series(to_timestamp($2::bigint),"
     " to_timestamp($3::bigint) - interval '1 microsecond', ('1 ' || $4)::interval) g),"
+    " rows AS (SELECT bucket, requests, bytes, refused_by <> '' AS refused FROM usage_minute"
+    " WHERE org_id = $1::bigint AND bucket >= to_timestamp($2::bigint)"
+    " AND bucket < to_timestamp($3::bigint)"
+    " UNION ALL SELECT bucket, requests, bytes, false FROM usage_adjustments"
+    " WHERE org_id = $1::bigint AND bucket >= to_timestamp($2::bigint)"
+    " AND bucket < to_timestamp($3::bigint)),"
     " u AS (SELECT date_trunc($4, bucket) AS start, sum(requests) AS r, sum(bytes) AS b,"
-    " sum(requests) FILTER (WHERE refused_by <> '') AS x"
-    " FROM usage_minute WHERE org_id = $1::bigint AND bucket >= to_timestamp($2::bigint)"
-    " AND bucket < to_timestamp($3::bigint) GROUP BY 1)"
+    " sum(requests) FILTER (WHERE refused) AS x FROM rows GROUP BY 1)"
     " SELECT extract(epoch FROM s.start)::bigint, coalesce(u.r, 0), coalesce(u.b, 0),"
     " coalesce(u.x, 0) FROM s LEFT JOIN u USING (start) ORDER BY 1";
 
-static json_t *series_point(const PGresult *res, int row, uint64_t totals[3])
+/* One point of the series; adds it to totals. Values are signed: a correction (an
+ * adjustment row) may take bytes away. CM_ERR would be an overflow of 64 bits. */
+static json_t *series_point(const PGresult *res, int row, int64_t totals[3])
 {
     char start[32];
-    uint64_t v[3];
+    int64_t v[3];
     for (int c = 0; c < 3; c++) {
-        v[c] = strtoull(PQgetvalue(res, row, c + 1), NULL, 10);
+        v[c] = strtoll(PQgetvalue(res, row, c + 1), NULL, 10);
         if (__builtin_add_overflow(totals[c], v[c], &totals[c]))
-            totals[c] = UINT64_MAX;
+            return NULL;
     }
     cm_time_format(strtoll(PQgetvalue(res, row, 0), NULL, 10), start, sizeof start);
     return json_pack("{s:s, s:I, s:I, s:I}", "start", start, "bytes", (json_int_t)v[1],
@@ -110,7 +116,7 @@ int meter_usage_query(PGconn *db, const struct meter_usage_query *q, json_t **ou
         PQclear(res);
         return CM_ERR;
     }
-    uint64_t totals[3] = {0, 0, 0}; /* requests, bytes, refused */
+    int64_t totals[3] = {0, 0, 0}; /* requests, bytes, refused */
     json_t *series = json_array();
     for (int i = 0; series != NULL && i < PQntuples(res); i++)
         if (json_array_append_new(series, series_point(res, i, totals)) != 0) {
@@ -130,4 +136,33 @@ int meter_usage_query(PGconn *db, const struct meter_usage_query *q, json_t **ou
     if (*out == NULL)
         return cm_fmt(err, errlen, "out of memory"), CM_ERR;
     return CM_OK;
+}
+
+int meter_usage_adjust(PGconn *db, const struct meter_adjustment *a, int64_t *id, char *err,
+                       size_t errlen)
+{
+    if (a->reason[0] == '\0' || a->author[0] == '\0')
+        return cm_fmt(err, errlen, "an adjustment needs a reason and an author"), CM_INVALID;
+    if (a->bytes == 0 && a->requests == 0)
+        return cm_fmt(err, errlen, "an adjustment changes bytes or requests"), CM_INVALID;
+    char org[24], at[24], bytes[24], reqs[24];
+    cm_fmt(org, sizeof org, "%" PRId64, a->org_id);
+    cm_fmt(at, sizeof at, "%" PRId64, a->at);
+    cm_fmt(bytes, sizeof bytes, "%" PRId64, a->bytes);
+    cm_fmt(reqs, sizeof reqs, "%" PRId64, a->requests);
+    const char *params[] = {org, at, reqs, bytes, a->reason, a->author, a->repo};
+    PGresult *res = PQexecParams(db,
+                                 "INSERT INTO usage_adjustments (bucket, org_id, repo, requests,"
+                                 " bytes, reason, author) VALUES (to_timestamp($2::bigint),"
+                                 " $1::bigint, $7, $3::bigint, $4::bigint, $5, $6) RETURNING id",
+                                 7, NULL, params, NULL, NULL, 0);
+    int rc = CM_OK;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        cm_pg_error(db, res, err, errlen);
+        rc = CM_ERR;
+    } else {
+        *id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    }
+    PQclear(res);
+    return rc;
 }

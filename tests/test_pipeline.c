@@ -252,3 +252,113 @@ Test(pipeline, the_flusher_creates_this_and_next_months_partitions_ahead, .init 
     PQfinish(db);
     meter_flusher_free(f);
 }
+
+static char *q(PGconn *db, const char *sql) { return th_db_value(db, sql, 0, NULL); }
+
+Test(history, rollups_recompute_and_replace_and_follow_late_batches, .init = setup)
+{
+    /* The flusher also rolls up by the real clock: keep October 2026 open for this test. */
+    cfg.month_close_grace_h = 24 * 366;
+    PGconn *db = th_db_connect(cfg.database_url);
+    insert_usage(db, "2026-10-05T10:01:00Z", "3", "100", "");
+    insert_usage(db, "2026-10-05T10:59:00Z", "3", "50", "");
+    insert_usage(db, "2026-10-06T08:00:00Z", "3", "7", "");
+    const char *roll = "SELECT hm_rollup('2026-10-07T00:00:00Z', '72 hours')::text";
+    char *v = q(db, roll);
+    free(v);
+    v = q(db, "SELECT bytes::text FROM usage_hourly WHERE bucket = '2026-10-05T10:00:00Z'");
+    cr_assert_str_eq(v, "150");
+    free(v);
+    v = q(db, "SELECT sum(bytes)::text FROM usage_monthly WHERE bucket = '2026-10-01T00:00:00Z'");
+    cr_assert_str_eq(v, "157");
+    free(v);
+    v = q(db, roll); /* nothing new: a rerun changes nothing */
+    cr_assert_str_eq(v, "0");
+    free(v);
+    v = q(db, "SELECT sum(bytes)::text FROM usage_daily");
+    cr_assert_str_eq(v, "157");
+    free(v);
+    /* A late batch for an hour already rolled up marks it; the next rollup recomputes it. */
+    redisContext *c = redis_for(cfg.redis_url);
+    freeReplyObject(redisCommand(
+        c, "XADD " METER_STREAM " * type batch id late:1:1 body %s",
+        "{\"v\":1,\"id\":\"late:1:1\",\"source\":\"late:1\",\"cutoff\":1,\"rows\":[{\"m\":"
+        "1791194460,\"org\":3,\"key\":1,\"net\":null,\"repo\":\"a/b\",\"method\":\"GET\","
+        "\"sc\":2,\"refused\":\"\",\"req\":1,\"bytes\":1000}]}"));
+    redisFree(c);
+    char err[256];
+    struct meter_flusher *f = meter_flusher_new(&cfg, err, sizeof err);
+    flush_until(f, db, "SELECT count(*)::text FROM rollup_dirty", "1", 5000);
+    meter_flusher_free(f);
+    v = q(db, roll);
+    free(v);
+    v = q(db, "SELECT sum(bytes)::text FROM usage_monthly WHERE bucket = '2026-10-01T00:00:00Z'");
+    cr_assert_str_eq(v, "1157");
+    free(v);
+    PQfinish(db);
+}
+
+Test(history, late_usage_for_a_closed_month_becomes_an_adjustment, .init = setup)
+{
+    PGconn *db = th_db_connect(cfg.database_url);
+    insert_usage(db, "2026-09-10T00:00:00Z", "4", "10", "");
+    /* The watermark is 72 h past the end of September: September closes. */
+    free(q(db, "SELECT hm_rollup('2026-10-04T01:00:00Z', '72 hours')"));
+    char *v = q(db, "SELECT count(*)::text FROM closed_months WHERE month = '2026-09-01T00:00:00Z'");
+    cr_assert_str_eq(v, "1");
+    free(v);
+    redisContext *c = redis_for(cfg.redis_url);
+    freeReplyObject(redisCommand(
+        c, "XADD " METER_STREAM " * type batch id late:2:1 body %s",
+        "{\"v\":1,\"id\":\"late:2:1\",\"source\":\"late:2\",\"cutoff\":1,\"rows\":[{\"m\":"
+        "1789603200,\"org\":4,\"key\":1,\"net\":null,\"repo\":\"a/b\",\"method\":\"GET\","
+        "\"sc\":2,\"refused\":\"\",\"req\":1,\"bytes\":500}]}"));
+    redisFree(c);
+    char err[256];
+    struct meter_flusher *f = meter_flusher_new(&cfg, err, sizeof err);
+    flush_until(f, db, "SELECT count(*)::text FROM applied_batches", "1", 5000);
+    meter_flusher_free(f);
+    v = q(db, "SELECT bytes || '|' || reason || '|' || source FROM usage_adjustments");
+    cr_assert_str_eq(v, "500|late usage for a closed month|late:2:1");
+    free(v);
+    v = q(db, "SELECT sum(bytes)::text FROM usage_minute WHERE org_id = 4");
+    cr_assert_str_eq(v, "10", "a closed month is never rewritten");
+    free(v);
+    struct meter_usage_query uq = {.org_id = 4, .granularity = "month"};
+    cm_time_parse("2026-09-01T00:00:00Z", 20, &uq.from);
+    cm_time_parse("2026-10-01T00:00:00Z", 20, &uq.to);
+    json_t *doc;
+    cr_assert_eq(meter_usage_query(db, &uq, &doc, err, sizeof err), CM_OK, "%s", err);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(doc, "totals"), "bytes")), 510);
+    json_decref(doc);
+    PQfinish(db);
+}
+
+Test(history, an_operators_correction_counts_in_every_total, .init = setup)
+{
+    char env_db[CM_URL_MAX + 32];
+    snprintf(env_db, sizeof env_db, "HUBMETER_DATABASE_URL=%s", cfg.database_url);
+    const char *env[] = {env_db, NULL};
+    struct th_run r;
+    th_hubmeter(&r, env, (const char *[]){"orgs", "create", "acme", NULL});
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    PGconn *db = th_db_connect(cfg.database_url);
+    char *org = q(db, "SELECT id::text FROM orgs WHERE slug = 'acme'");
+    insert_usage(db, "2026-11-02T00:00:00Z", org, "1000", "");
+    th_hubmeter(&r, env, (const char *[]){"usage", "adjust", "acme", "--bytes", "-300", "--at",
+                                          "2026-11-02T12:00:00Z", "--reason",
+                                          "refund: mirror outage", "--author", "ops@hub", NULL});
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_hubmeter(&r, env, (const char *[]){"usage", "adjust", "acme", "--bytes", "5", NULL});
+    cr_assert_eq(r.status, 2, "a correction without reason and author is refused");
+    struct meter_usage_query uq = {.org_id = strtoll(org, NULL, 10), .granularity = "day"};
+    cm_time_parse("2026-11-01T00:00:00Z", 20, &uq.from);
+    cm_time_parse("2026-12-01T00:00:00Z", 20, &uq.to);
+    json_t *doc;
+    char err[256];
+    cr_assert_eq(meter_usage_query(db, &uq, &doc, err, sizeof err), CM_OK, "%s", err);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(doc, "totals"), "bytes")), 700);
+    json_decref(doc);
+    free(org);
+    PQfinish(db);
+}
