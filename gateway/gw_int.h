@@ -71,6 +71,7 @@ struct gw_req {
     char network[48];    /* IPv4 /24 or IPv6 /48 of the client */
     char repo[160];
     char key_display[32]; /* "" for anonymous */
+    char etag[96];        /* the response's ETag, for per-object usage ("" when none) */
     struct reg_identity id; /* org_id 0 = anonymous */
     unsigned status;
     bool metered;         /* proxied requests are metered; /-/ endpoints are not */

@@ -191,6 +191,8 @@ static void record_usage(struct gw_req *req, unsigned status, uint64_t bytes)
         cm_copy(rec.network, sizeof rec.network, req->network);
     cm_copy(rec.repo, sizeof rec.repo, req->repo);
     cm_copy(rec.method, sizeof rec.method, req->method);
+    cm_copy(rec.client, sizeof rec.client, req->client_ip);
+    cm_copy(rec.etag, sizeof rec.etag, req->etag);
     meter_record(req->gw->meter, &rec);
 }
 

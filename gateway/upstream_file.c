@@ -214,6 +214,7 @@ enum MHD_Result gw_upstream_file(struct gw_req *req, struct MHD_Connection *c, c
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, range_hdr);
     }
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, v.etag);
+    cm_copy(req->etag, sizeof req->etag, v.etag);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_LAST_MODIFIED, v.lastmod);
     MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
     return gw_reply(req, c, status, resp);

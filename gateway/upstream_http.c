@@ -399,6 +399,8 @@ static struct MHD_Response *make_response(struct stream *s)
                           (strcasecmp(h->name, "Link") == 0 && strstr(h->value, "xet-") != NULL)))
             continue;
         MHD_add_response_header(resp, h->name, h->value);
+        if (strcasecmp(h->name, "ETag") == 0)
+            cm_copy(s->req->etag, sizeof s->req->etag, h->value);
     }
     MHD_add_response_header(resp, "Via", "1.1 hubmeter");
     return resp;

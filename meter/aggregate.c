@@ -1,7 +1,9 @@
 /*
- * Per-minute aggregation of usage records: an open-addressing hash index over a growable
- * row array. A row's identity is (minute, org, key, network, repo, method, status class,
- * refusal); requests and bytes add up. Sums saturate-check with __builtin_add_overflow.
+ * Aggregation of usage records into what a batch carries: usage rows per minute × org ×
+ * key × network × repo × method × status class × refusal; the distinct client addresses
+ * per hour × org × key; and bytes per day × org × repo × object ETag (re-download
+ * reports). Each is an open-addressing hash index over a growable row array; requests and
+ * bytes add up, with overflow checks.
  */
 #include "meter/meter_int.h"
 
@@ -14,11 +16,15 @@ struct agg_row {
     uint64_t requests;
 };
 
-struct meter_agg {
+struct table {
     struct agg_row *rows;
     size_t n, cap;
     uint32_t *index; /* slot -> row + 1, 0 = empty */
     size_t slots;    /* power of two, kept at most half full */
+};
+
+struct meter_agg {
+    struct table usage, clients, objects;
 };
 
 static uint64_t mix(uint64_t h, const void *p, size_t n)
@@ -41,6 +47,8 @@ static uint64_t row_hash(int64_t minute, const struct meter_record *r)
     h = mix(h, r->repo, strlen(r->repo) + 1);
     h = mix(h, r->method, strlen(r->method) + 1);
     h = mix(h, &r->status_class, 1);
+    h = mix(h, r->client, strlen(r->client) + 1);
+    h = mix(h, r->etag, strlen(r->etag) + 1);
     return mix(h, r->refused_by, strlen(r->refused_by) + 1);
 }
 
@@ -49,8 +57,8 @@ static bool same(const struct agg_row *row, int64_t minute, const struct meter_r
     return row->minute == minute && row->rec.org_id == r->org_id &&
            row->rec.key_id == r->key_id && row->rec.status_class == r->status_class &&
            strcmp(row->rec.network, r->network) == 0 && strcmp(row->rec.repo, r->repo) == 0 &&
-           strcmp(row->rec.method, r->method) == 0 &&
-           strcmp(row->rec.refused_by, r->refused_by) == 0;
+           strcmp(row->rec.method, r->method) == 0 && strcmp(row->rec.client, r->client) == 0 &&
+           strcmp(row->rec.etag, r->etag) == 0 && strcmp(row->rec.refused_by, r->refused_by) == 0;
 }
 
 struct meter_agg *meter_agg_new(void) { return calloc(1, sizeof(struct meter_agg)); }
@@ -59,14 +67,17 @@ void meter_agg_free(struct meter_agg *a)
 {
     if (a == NULL)
         return;
-    free(a->rows);
-    free(a->index);
+    struct table *t[] = {&a->usage, &a->clients, &a->objects};
+    for (int i = 0; i < 3; i++) {
+        free(t[i]->rows);
+        free(t[i]->index);
+    }
     free(a);
 }
 
-size_t meter_agg_rows(const struct meter_agg *a) { return a->n; }
+size_t meter_agg_rows(const struct meter_agg *a) { return a->usage.n; }
 
-static int grow_index(struct meter_agg *a)
+static int grow_index(struct table *a)
 {
     size_t slots = a->slots ? a->slots * 2 : 64;
     uint32_t *index = calloc(slots, sizeof *index);
@@ -84,9 +95,9 @@ static int grow_index(struct meter_agg *a)
     return CM_OK;
 }
 
-int meter_agg_add(struct meter_agg *a, const struct meter_record *rec, int64_t end_s)
+/* Adds rec to table a under bucket (minute, hour or day start). */
+static int table_add(struct table *a, const struct meter_record *rec, int64_t minute)
 {
-    int64_t minute = end_s - (end_s % 60);
     if ((a->n + 1) * 2 > a->slots && grow_index(a) != CM_OK)
         return CM_ERR;
     size_t s = row_hash(minute, rec) & (a->slots - 1);
@@ -122,10 +133,71 @@ int meter_agg_add(struct meter_agg *a, const struct meter_record *rec, int64_t e
     return CM_OK;
 }
 
+int meter_agg_add(struct meter_agg *a, const struct meter_record *rec, int64_t end_s)
+{
+    /* Usage rows carry neither the address nor the ETag; the other two tables only those
+     * and what identifies their owner. */
+    struct meter_record usage = *rec, client = {0}, object = {0};
+    usage.client[0] = usage.etag[0] = '\0';
+    if (table_add(&a->usage, &usage, end_s - end_s % 60) != CM_OK)
+        return CM_ERR;
+    if (rec->client[0] != '\0' && !rec->partial) {
+        client.org_id = rec->org_id;
+        client.key_id = rec->key_id;
+        cm_copy(client.client, sizeof client.client, rec->client);
+        if (table_add(&a->clients, &client, end_s - end_s % 3600) != CM_OK)
+            return CM_ERR;
+    }
+    if (rec->etag[0] != '\0' && rec->repo[0] != '\0') {
+        object.org_id = rec->org_id;
+        object.partial = rec->partial;
+        object.bytes = rec->bytes;
+        cm_copy(object.repo, sizeof object.repo, rec->repo);
+        cm_copy(object.etag, sizeof object.etag, rec->etag);
+        if (table_add(&a->objects, &object, end_s - end_s % 86400) != CM_OK)
+            return CM_ERR;
+    }
+    return CM_OK;
+}
+
 static json_t *id_or_null(int64_t id) { return id > 0 ? json_integer(id) : json_null(); }
 
-json_t *meter_agg_to_json(const struct meter_agg *a)
+json_t *meter_agg_clients_json(const struct meter_agg *a)
 {
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < a->clients.n; i++) {
+        const struct agg_row *r = &a->clients.rows[i];
+        json_t *o = json_pack("{s:I, s:o, s:o, s:s}", "h", (json_int_t)r->minute, "org",
+                              id_or_null(r->rec.org_id), "key", id_or_null(r->rec.key_id),
+                              "addr", r->rec.client);
+        if (o == NULL || json_array_append_new(arr, o) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+json_t *meter_agg_objects_json(const struct meter_agg *a)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < a->objects.n; i++) {
+        const struct agg_row *r = &a->objects.rows[i];
+        json_t *o = json_pack("{s:I, s:o, s:s, s:s, s:I, s:I}", "d", (json_int_t)r->minute, "org",
+                              id_or_null(r->rec.org_id), "repo", r->rec.repo, "etag",
+                              r->rec.etag, "req", (json_int_t)r->requests, "bytes",
+                              (json_int_t)r->rec.bytes);
+        if (o == NULL || json_array_append_new(arr, o) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+json_t *meter_agg_to_json(const struct meter_agg *agg)
+{
+    const struct table *a = &agg->usage;
     json_t *arr = json_array();
     for (size_t i = 0; arr != NULL && i < a->n; i++) {
         const struct agg_row *r = &a->rows[i];

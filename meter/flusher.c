@@ -52,6 +52,24 @@ static const char APPLY_ROWS_SQL[] =
     " requests = usage_minute.requests + EXCLUDED.requests,"
     " bytes = usage_minute.bytes + EXCLUDED.bytes";
 
+/* What reports need beyond the usage rows: distinct client addresses per hour (a set:
+ * replays add nothing) and bytes per object ETag per day (added once per fresh batch). */
+static const char APPLY_CLIENTS_SQL[] =
+    "INSERT INTO usage_clients_hourly (hour, org_id, key_id, address)"
+    " SELECT to_timestamp(c.h), c.org, c.key, c.addr::inet"
+    " FROM jsonb_to_recordset(coalesce($1::jsonb -> 'clients', '[]')) AS c(h bigint, org bigint,"
+    " key bigint, addr text)"
+    " ON CONFLICT DO NOTHING";
+
+static const char APPLY_OBJECTS_SQL[] =
+    "INSERT INTO usage_objects_daily (day, org_id, repo, etag, requests, bytes)"
+    " SELECT to_timestamp(o.d), o.org, o.repo, o.etag, sum(o.req), sum(o.bytes)"
+    " FROM jsonb_to_recordset(coalesce($1::jsonb -> 'objects', '[]')) AS o(d bigint, org bigint,"
+    " repo text, etag text, req bigint, bytes bigint) GROUP BY 1, 2, 3, 4"
+    " ON CONFLICT ON CONSTRAINT usage_objects_daily_key DO UPDATE SET"
+    " requests = usage_objects_daily.requests + EXCLUDED.requests,"
+    " bytes = usage_objects_daily.bytes + EXCLUDED.bytes";
+
 /* Hours already rolled up that this batch changes are recomputed by the next rollup. */
 static const char DIRTY_HOURS_SQL[] =
     "INSERT INTO rollup_dirty (hour)"
@@ -130,6 +148,10 @@ static int apply_batch(PGconn *db, const char *body, const char *stream_id, bool
             rc = exec_params(db, APPLY_ROWS_SQL, 1, p2, NULL, msg, sizeof msg);
         if (*fresh && rc == CM_OK)
             rc = exec_params(db, DIRTY_HOURS_SQL, 1, p2, NULL, msg, sizeof msg);
+        if (*fresh && rc == CM_OK)
+            rc = exec_params(db, APPLY_CLIENTS_SQL, 1, p2, NULL, msg, sizeof msg);
+        if (*fresh && rc == CM_OK)
+            rc = exec_params(db, APPLY_OBJECTS_SQL, 1, p2, NULL, msg, sizeof msg);
     }
     if (rc == CM_OK)
         rc = exec_params(db, WATERMARK_SQL, 3, wm, NULL, msg, sizeof msg);

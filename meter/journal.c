@@ -139,11 +139,13 @@ void meter_journal_close(struct meter_journal *j)
 
 static json_t *record_json(const struct meter_record *r, int64_t end_s)
 {
-    return json_pack("{s:I, s:I, s:I, s:s, s:s, s:s, s:i, s:s, s:I, s:I}", "t", (json_int_t)end_s,
+    return json_pack("{s:I, s:I, s:I, s:s, s:s, s:s, s:i, s:s, s:I, s:I, s:s, s:s}", "t",
+                     (json_int_t)end_s,
                      "org", (json_int_t)r->org_id, "key", (json_int_t)r->key_id, "net",
                      r->network, "repo", r->repo, "method", r->method, "sc",
                      (int)r->status_class, "refused", r->refused_by, "bytes",
-                     (json_int_t)r->bytes, "req", r->partial ? 0 : 1);
+                     (json_int_t)r->bytes, "req", r->partial ? 0 : 1, "client", r->client,
+                     "etag", r->etag);
 }
 
 int meter_journal_append(struct meter_journal *j, const struct meter_record *r, int64_t end_s,
@@ -300,6 +302,10 @@ static size_t replay_segment(const char *p, struct meter_agg *agg)
                 cm_copy(r.method, sizeof r.method, s);
             if ((s = json_string_value(json_object_get(doc, "refused"))) != NULL)
                 cm_copy(r.refused_by, sizeof r.refused_by, s);
+            if ((s = json_string_value(json_object_get(doc, "client"))) != NULL)
+                cm_copy(r.client, sizeof r.client, s);
+            if ((s = json_string_value(json_object_get(doc, "etag"))) != NULL)
+                cm_copy(r.etag, sizeof r.etag, s);
             r.status_class = (uint8_t)json_integer_value(json_object_get(doc, "sc"));
             r.bytes = (uint64_t)json_integer_value(json_object_get(doc, "bytes"));
             r.partial = json_integer_value(json_object_get(doc, "req")) == 0;

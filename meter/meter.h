@@ -26,6 +26,8 @@ struct meter_record {
     char refused_by[24];  /* "" when admitted, else the policy that refused */
     uint64_t bytes;       /* body bytes delivered to the client */
     bool partial;         /* a progress checkpoint of a running download: counts no request */
+    char client[48];      /* the client's address (distinct clients per hour) */
+    char etag[96];        /* the response's ETag, "" when none (bytes per object per day) */
 };
 
 /* ---- shipper (meter/shipper.c) --------------------------------------------------------------- */

@@ -23,9 +23,13 @@ void meter_agg_free(struct meter_agg *a);
 /* Adds rec ending at end_s (unix seconds). CM_ERR only when out of memory. */
 int meter_agg_add(struct meter_agg *a, const struct meter_record *rec, int64_t end_s);
 size_t meter_agg_rows(const struct meter_agg *a);
-/* The rows as a JSON array of {"m","org","key","net","repo","method","sc","refused","req",
- * "bytes"}; new reference, NULL when out of memory. */
+/* The usage rows as a JSON array of {"m","org","key","net","repo","method","sc","refused",
+ * "req","bytes"}; new reference, NULL when out of memory. */
 json_t *meter_agg_to_json(const struct meter_agg *a);
+/* The client addresses seen, [{"h","org","key","addr"}], per hour. */
+json_t *meter_agg_clients_json(const struct meter_agg *a);
+/* Bytes per object, [{"d","org","repo","etag","req","bytes"}], per day. */
+json_t *meter_agg_objects_json(const struct meter_agg *a);
 
 /* The local journal (meter/journal.c). */
 struct meter_journal;

@@ -109,13 +109,21 @@ static int outbox_add(struct meter *m, uint64_t number, const char *id, char *bo
  * the records in the journal's segment (they are replayed at the next start). */
 static int make_batch(struct meter *m, struct meter_agg *agg, int64_t cutoff_ms)
 {
-    json_t *rows = meter_agg_to_json(agg);
+    json_t *rows = meter_agg_to_json(agg), *clients = meter_agg_clients_json(agg),
+           *objects = meter_agg_objects_json(agg);
     meter_agg_free(agg);
     char id[128];
     cm_fmt(id, sizeof id, "%s:%" PRIu64, m->source, ++m->seq);
-    json_t *doc = rows ? json_pack("{s:i, s:s, s:s, s:I, s:o}", "v", 1, "id", id, "source",
-                                   m->source, "cutoff", (json_int_t)cutoff_ms, "rows", rows)
-                       : NULL;
+    json_t *doc = rows && clients && objects
+                      ? json_pack("{s:i, s:s, s:s, s:I, s:o, s:o, s:o}", "v", 1, "id", id,
+                                  "source", m->source, "cutoff", (json_int_t)cutoff_ms, "rows",
+                                  rows, "clients", clients, "objects", objects)
+                      : NULL;
+    if (doc == NULL) {
+        json_decref(rows);
+        json_decref(clients);
+        json_decref(objects);
+    }
     char *body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     uint64_t number;

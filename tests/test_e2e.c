@@ -133,13 +133,33 @@ Test(e2e_file, a_keyed_download_is_exact_and_its_bytes_show_in_usage, .init = st
     cr_assert_eq(r.body_len, len);
     cr_assert(memcmp(r.body, want, len) == 0, "the body differs from the file");
     th_response_free(&r);
-    free(want);
     url(u, sizeof u, "/acme/model/resolve/main/config.json");
     th_http("GET", u, h, &r);
     cr_assert_eq(r.status, 200);
     size_t config_len = r.body_len;
+    char etag[128];
     th_response_free(&r);
-    assert_usage_becomes((json_int_t)(len + config_len), 2);
+    url(u, sizeof u, "/" MODEL);
+    th_http("GET", u, h, &r); /* the same object again: a re-download */
+    cr_assert(th_header(&r, "ETag", etag, sizeof etag));
+    th_response_free(&r);
+    assert_usage_becomes((json_int_t)(2 * len + config_len), 3);
+    free(want);
+    /* What reports need: the distinct clients per hour, and bytes per object per day. */
+    PGconn *db = th_db_connect(db_url);
+    char *v = th_db_value(db, "SELECT count(*) || '|' || min(host(address))"
+                              " FROM usage_clients_hourly WHERE org_id IS NOT NULL", 0, NULL);
+    cr_assert_str_eq(v, "1|127.0.0.1");
+    free(v);
+    const char *params[] = {etag};
+    v = th_db_value(db, "SELECT requests || '|' || bytes FROM usage_objects_daily"
+                        " WHERE repo = 'acme/model' AND etag = $1", 1, params);
+    char expect[64];
+    snprintf(expect, sizeof expect, "2|%zu", 2 * len);
+    cr_assert(v != NULL, "no per-object row for %s", etag);
+    cr_assert_str_eq(v, expect);
+    free(v);
+    PQfinish(db);
 }
 
 Test(e2e_file, anonymous_downloads_work_and_are_recorded_by_network, .init = start_file,
