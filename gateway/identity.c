@@ -2,7 +2,8 @@
  * Identity: which org a request belongs to. Parses the credential (Bearer, Basic with the
  * key as password for git and pip, or X-Api-Key), checks the key's checksum before any
  * lookup, and resolves key → org through a small direct-mapped cache (positive and
- * negative entries expire after a few seconds, so revocation takes effect quickly).
+ * negative entries expire after a few seconds, so revocation takes effect quickly; while
+ * PostgreSQL is unreachable an expired entry's answer still stands).
  */
 #include "gateway/gw_int.h"
 
@@ -163,14 +164,21 @@ static int resolve(struct gw *gw, const uint8_t hash[32], struct reg_identity *o
     pthread_mutex_unlock(&cache->lock);
 
     PGconn *db = cm_pg_pool_get(gw->pg, 2000);
-    if (db == NULL)
-        return CM_UNAVAIL;
-    char err[256];
-    int rc = reg_key_lookup(db, hash, out, err, sizeof err);
+    char err[256] = "no connection";
+    int rc = db != NULL ? reg_key_lookup(db, hash, out, err, sizeof err) : CM_ERR;
     cm_pg_pool_put(gw->pg, db);
     if (rc == CM_ERR) {
-        cm_log(CM_LOG_WARN, "key_lookup_failed", "error=\"%s\"", err);
-        return CM_UNAVAIL;
+        /* PostgreSQL is away: a key this gateway knew keeps its last answer (stale),
+         * so known clients keep downloading through a database outage. */
+        pthread_mutex_lock(&cache->lock);
+        bool stale = e->expires_ms != 0 && memcmp(e->hash, hash, 32) == 0;
+        int stale_rc = e->rc;
+        if (stale)
+            *out = e->id;
+        pthread_mutex_unlock(&cache->lock);
+        cm_log(CM_LOG_WARN, "key_lookup_failed", "error=\"%s\" served_stale=%s", err,
+               stale ? "yes" : "no");
+        return stale ? stale_rc : CM_UNAVAIL;
     }
     pthread_mutex_lock(&cache->lock);
     memcpy(e->hash, hash, 32);

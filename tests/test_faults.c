@@ -327,3 +327,37 @@ Test(faults, a_full_journal_raises_the_alarm_and_keeps_counting, .init = setup, 
     cr_assert(th_log_contains(&gw, "event=journal_full"));
     th_gateway_stop(&gw);
 }
+
+static void database_connections(const char *allow)
+{
+    PGconn *admin = th_db_connect(th_env("HM_TEST_PG_URL"));
+    const char *name = strrchr(db_url, '/') + 1;
+    char sql[256];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS %s", name, allow);
+    PQclear(PQexec(admin, sql));
+    if (strcmp(allow, "false") == 0) {
+        const char *params[] = {name};
+        PQclear(PQexecParams(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                                    " WHERE datname = $1", 1, NULL, params, NULL, NULL, 0));
+    }
+    PQfinish(admin);
+}
+
+Test(faults, a_30_second_postgresql_outage_loses_nothing, .init = setup, .timeout = 180)
+{
+    start_gateway(NULL);
+    uint64_t bytes = workload(20);
+    database_connections("false"); /* the database is gone for every client */
+    int64_t until = th_now_ms() + 30000;
+    int requests = 20;
+    while (th_now_ms() < until) { /* known keys keep working meanwhile */
+        bytes += workload(5);
+        requests += 5;
+        usleep(500 * 1000);
+    }
+    cr_assert(th_log_contains(&gw, "served_stale=yes"));
+    database_connections("true");
+    bytes += workload(10);
+    assert_exact(bytes, requests + 10, false);
+    th_gateway_stop(&gw);
+}
