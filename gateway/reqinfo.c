@@ -66,7 +66,7 @@ static bool match(const char *tpl, size_t tl, const char *path, struct capture *
     bool repo = tl >= 6 && strncmp(tpl, "{repo}", 6) == 0;
     if (ns || repo) {
         size_t skip = ns ? 4 : 6, n = 0;
-        while (name_char(path[n]) && n < 96)
+        while (n < 96 && name_char(path[n]))
             n++;
         for (; n > 0; n--) {
             if ((n == 1 && path[0] == '.') || (n == 2 && path[0] == '.' && path[1] == '.'))
