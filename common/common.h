@@ -73,6 +73,7 @@ struct hm_config {
     unsigned ship_interval_ms;
     unsigned flush_claim_idle_ms; /* a batch pending this long in a dead flusher is taken over */
     unsigned month_close_grace_h; /* a month closes this long after the watermark passed it */
+    unsigned minute_retention_days; /* minute rows older than this go (0: kept forever) */
     bool run_flusher; /* serve also runs the flusher */
 };
 

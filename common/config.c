@@ -64,6 +64,7 @@ static const struct opt options[] = {
      false},
     {"HUBMETER_SHIP_INTERVAL_MS", OPT_UINT, F(ship_interval_ms), 10, 60000, false},
     {"HUBMETER_FLUSHER", OPT_BOOL, F(run_flusher), 0, 0, false},
+    {"HUBMETER_MINUTE_RETENTION_DAYS", OPT_UINT, F(minute_retention_days), 0, 36600, false},
     {"HUBMETER_MONTH_CLOSE_GRACE_H", OPT_UINT, F(month_close_grace_h), 0, 24 * 366, false},
     {"HUBMETER_FLUSH_CLAIM_IDLE_MS", OPT_UINT, F(flush_claim_idle_ms), 100, 86400000, false},
 };
@@ -106,6 +107,7 @@ static void set_defaults(struct hm_config *cfg)
     cfg->flush_claim_idle_ms = 60000;
     cfg->journal_max_bytes = 1ull << 30;
     cfg->month_close_grace_h = 72;
+    cfg->minute_retention_days = 90;
     cfg->run_flusher = true;
 }
 

@@ -67,7 +67,8 @@ static enum MHD_Result usage(struct gw_req *req, struct MHD_Connection *c)
     if (req->id.org_id == 0)
         return gw_reply_error(req, c, MHD_HTTP_UNAUTHORIZED, "authentication_required",
                               "usage is per organisation: send Authorization: Bearer <key>");
-    struct meter_usage_query q = {.org_id = req->id.org_id};
+    struct meter_usage_query q = {.org_id = req->id.org_id,
+                                  .minute_retention_days = req->gw->cfg->minute_retention_days};
     if (usage_query_from_args(req, c, &q, &mhd) != CM_OK)
         return mhd;
     PGconn *db = cm_pg_pool_get(req->gw->pg, 3000);

@@ -320,6 +320,14 @@ static void rollup(struct meter_flusher *f)
     if (exec_params(f->db, "SELECT hm_rollup(to_timestamp($1::bigint), $2::interval)", 2, params,
                     NULL, err, sizeof err) != CM_OK)
         cm_log(CM_LOG_WARN, "rollup_failed", "error=\"%s\"", err);
+    if (f->cfg->minute_retention_days == 0)
+        return;
+    char keep[32];
+    cm_fmt(keep, sizeof keep, "%u days", f->cfg->minute_retention_days);
+    const char *kp[] = {keep};
+    if (exec_params(f->db, "SELECT hm_drop_old_minutes($1::interval)", 1, kp, NULL, err,
+                    sizeof err) != CM_OK)
+        cm_log(CM_LOG_WARN, "retention_failed", "error=\"%s\"", err);
 }
 
 static void housekeeping(struct meter_flusher *f)

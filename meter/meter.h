@@ -61,6 +61,7 @@ struct meter_usage_query {
     int64_t org_id;
     int64_t from, to;       /* unix seconds, from inclusive, to exclusive, aligned */
     char granularity[8];    /* minute | hour | day | month */
+    unsigned minute_retention_days; /* minute series reach back this far (0: no limit) */
 };
 /* Validates q (CM_INVALID + err for a bad range or granularity) and answers the usage
  * document of DESIGN.md (without "org"). *out is a new reference the caller decrefs. */

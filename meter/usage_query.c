@@ -35,6 +35,11 @@ static int validate(const struct meter_usage_query *q, char *err, size_t errlen)
     if (step < 0 && (cm_month_start(q->from) != q->from || cm_month_start(q->to) != q->to))
         return cm_fmt(err, errlen, "from and to must be month starts for granularity month"),
                CM_INVALID;
+    int64_t oldest = cm_now_us() / 1000000 - (int64_t)q->minute_retention_days * 86400;
+    if (step == 60 && q->minute_retention_days > 0 && q->from < oldest)
+        return cm_fmt(err, errlen, "minute data is kept for %u days: use granularity hour or "
+                                   "coarser for older periods", q->minute_retention_days),
+               CM_INVALID;
     int64_t buckets = step > 0 ? (q->to - q->from) / step : (q->to - q->from) / (28 * 86400);
     if (buckets > MAX_BUCKETS)
         return cm_fmt(err, errlen, "the range holds more than %d %s buckets: use a coarser "
@@ -65,9 +70,18 @@ int meter_complete_until(PGconn *db, int64_t *unix_s, char *err, size_t errlen)
 static const char SERIES_SQL[] =
     "WITH s AS (SELECT g AS start FROM generate_series(to_timestamp($2::bigint),"
     " to_timestamp($3::bigint) - interval '1 microsecond', ('1 ' || $4)::interval) g),"
+    /* Hours rolled up (and not touched since) are read from usage_hourly, the rest by
+     * minute: exact either way, and minute partitions past retention are not needed. */
+    " c AS (SELECT CASE WHEN $4 = 'minute' THEN '-infinity'::timestamptz"
+    " ELSE coalesce((SELECT hour FROM rollup_cursor), '-infinity') END AS hour),"
     " rows AS (SELECT bucket, requests, bytes, refused_by <> '' AS refused FROM usage_minute"
     " WHERE org_id = $1::bigint AND bucket >= to_timestamp($2::bigint)"
-    " AND bucket < to_timestamp($3::bigint)"
+    " AND bucket < to_timestamp($3::bigint) AND (bucket >= (SELECT hour FROM c)"
+    " OR date_trunc('hour', bucket) IN (SELECT hour FROM rollup_dirty))"
+    " UNION ALL SELECT bucket, requests, bytes, refused_by <> '' FROM usage_hourly"
+    " WHERE org_id = $1::bigint AND bucket >= to_timestamp($2::bigint)"
+    " AND bucket < to_timestamp($3::bigint) AND bucket < (SELECT hour FROM c)"
+    " AND bucket NOT IN (SELECT hour FROM rollup_dirty)"
     " UNION ALL SELECT bucket, requests, bytes, false FROM usage_adjustments"
     " WHERE org_id = $1::bigint AND bucket >= to_timestamp($2::bigint)"
     " AND bucket < to_timestamp($3::bigint)),"

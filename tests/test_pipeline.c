@@ -362,3 +362,33 @@ Test(history, an_operators_correction_counts_in_every_total, .init = setup)
     free(org);
     PQfinish(db);
 }
+
+Test(history, old_minute_partitions_go_and_their_usage_stays_readable, .init = setup)
+{
+    PGconn *db = th_db_connect(cfg.database_url);
+    insert_usage(db, "2026-10-30T10:00:00Z", "9", "42", "");
+    free(q(db, "SELECT hm_rollup(now(), '72 hours')"));
+    char *v = q(db, "SELECT hm_drop_old_minutes('1 day')::text");
+    cr_assert_str_eq(v, "1", "October's minute partition is dropped");
+    free(v);
+    v = q(db, "SELECT count(*)::text FROM pg_class WHERE relname = 'usage_minute_202610'");
+    cr_assert_str_eq(v, "0");
+    free(v);
+    v = q(db, "SELECT hm_drop_old_minutes('1 day')::text"); /* this month stays */
+    cr_assert_str_eq(v, "0");
+    free(v);
+    struct meter_usage_query uq = {.org_id = 9, .granularity = "day", .minute_retention_days = 1};
+    cm_time_parse("2026-10-01T00:00:00Z", 20, &uq.from);
+    cm_time_parse("2026-11-01T00:00:00Z", 20, &uq.to);
+    json_t *doc;
+    char err[256];
+    cr_assert_eq(meter_usage_query(db, &uq, &doc, err, sizeof err), CM_OK, "%s", err);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(doc, "totals"), "bytes")), 42,
+                 "read from the hourly rollup");
+    json_decref(doc);
+    cm_copy(uq.granularity, sizeof uq.granularity, "minute");
+    uq.to = uq.from + 86400;
+    cr_assert_eq(meter_usage_query(db, &uq, &doc, err, sizeof err), CM_INVALID);
+    cr_assert(strstr(err, "kept for 1 days") != NULL, "%s", err);
+    PQfinish(db);
+}

@@ -32,7 +32,7 @@ Test(registry, migrate_is_idempotent_and_records_versions, .init = setup)
     cr_assert(strstr(r.out, "0 applied") != NULL, "%s", r.out);
     PGconn *db = th_db_connect(db_url);
     char *v = th_db_value(db, "SELECT max(version)::text FROM schema_migrations", 0, NULL);
-    cr_assert_str_eq(v, "3");
+    cr_assert_str_eq(v, "4");
     free(v);
     PQfinish(db);
 }
