@@ -107,10 +107,19 @@ int meter_reconcile(const struct hm_config *cfg, int64_t from, int64_t to, json_
     const char *params[] = {f, t};
     /* Every applied batch row is either a usage row or, for a closed month, an adjustment
      * the flusher wrote (source = the batch); operators' corrections are not batches. */
-    int rc = pg_pair(db, "SELECT coalesce(sum(r), 0), coalesce(sum(b), 0) FROM"
-                         " (SELECT requests AS r, bytes AS b FROM usage_minute UNION ALL"
-                         " SELECT requests, bytes FROM usage_adjustments WHERE source IS NOT NULL)"
-                         " t", 0, NULL, rows, err, errlen);
+    /* Rolled-up hours count from usage_hourly (minute data may be gone past retention). */
+    int rc = pg_pair(db, "WITH c AS (SELECT coalesce((SELECT hour FROM rollup_cursor),"
+                         " '-infinity') AS hour)"
+                         " SELECT coalesce(sum(r), 0), coalesce(sum(b), 0) FROM"
+                         " (SELECT requests AS r, bytes AS b FROM usage_minute"
+                         " WHERE bucket >= (SELECT hour FROM c)"
+                         " OR date_trunc('hour', bucket) IN (SELECT hour FROM rollup_dirty)"
+                         " UNION ALL SELECT requests, bytes FROM usage_hourly"
+                         " WHERE bucket < (SELECT hour FROM c)"
+                         " AND bucket NOT IN (SELECT hour FROM rollup_dirty)"
+                         " UNION ALL SELECT requests, bytes FROM usage_adjustments"
+                         " WHERE source IS NOT NULL) t",
+                         0, NULL, rows, err, errlen);
     if (rc == CM_OK)
         rc = pg_pair(db, "SELECT coalesce(sum(requests), 0), coalesce(sum(bytes), 0)"
                          " FROM applied_batches", 0, NULL, batches, err, errlen);
