@@ -1,6 +1,7 @@
 /*
  * The file:// upstream: serves a local mirror laid out like a repository. GET and HEAD,
- * zero-copy bodies (sendfile through libmicrohttpd), a strong ETag from size and mtime,
+ * zero-copy bodies up to 4 MiB (sendfile through libmicrohttpd; larger ones are read in
+ * blocks so their progress is checkpointed every MiB), a strong ETag from size and mtime,
  * Last-Modified, If-None-Match / If-Modified-Since (304), If-Range and a single byte Range
  * (206/416; several ranges get the whole file). Nothing outside the root is ever served:
  * "." and ".." segments (also percent-encoded) are refused, and the opened file's real
@@ -44,6 +45,59 @@ static bool inside_root(int fd, const char *root)
     real[n] = '\0';
     size_t rl = strlen(root);
     return strncmp(real, root, rl) == 0 && real[rl] == '/';
+}
+
+/* A body read with pread for files larger than a checkpoint interval, so that progress
+ * reaches the meter every MiB as for HTTP upstreams (sendfile gives no such hook). */
+struct file_body {
+    int fd;
+    uint64_t offset;
+    struct gw_req *req;
+};
+
+static ssize_t read_file(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct file_body *fb = cls;
+    ssize_t n = pread(fb->fd, buf, max, (off_t)(fb->offset + pos));
+    if (n <= 0) { /* the file shrank or failed under us: close, never a short "success" */
+        fb->req->stream_failed = true;
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    fb->req->bytes_sent += (uint64_t)n;
+    gw_checkpoint(fb->req);
+    return n;
+}
+
+static void free_file(void *cls)
+{
+    struct file_body *fb = cls;
+    close(fb->fd);
+    free(fb);
+}
+
+/* The response body for bytes [first, first + n) of fd (which it takes over). */
+static struct MHD_Response *file_response(struct gw_req *req, int fd, uint64_t first, uint64_t n)
+{
+    if (n <= 4 * (uint64_t)GW_CHECKPOINT_BYTES || strcmp(req->method, "HEAD") == 0) {
+        /* Zero-copy: MHD sends from the descriptor (sendfile) and closes it. */
+        struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(n, fd, first);
+        if (resp == NULL)
+            close(fd);
+        else
+            req->bytes_sent = strcmp(req->method, "HEAD") == 0 ? 0 : n;
+        return resp;
+    }
+    struct file_body *fb = malloc(sizeof *fb);
+    if (fb == NULL) {
+        close(fd);
+        return NULL;
+    }
+    *fb = (struct file_body){.fd = fd, .offset = first, .req = req};
+    struct MHD_Response *resp =
+        MHD_create_response_from_callback(n, 256 * 1024, read_file, fb, free_file);
+    if (resp == NULL)
+        free_file(fb);
+    return resp;
 }
 
 static const char *content_type(const char *path)
@@ -191,13 +245,9 @@ enum MHD_Result gw_upstream_file(struct gw_req *req, struct MHD_Connection *c, c
     struct MHD_Response *resp;
     if (status == MHD_HTTP_OK || status == MHD_HTTP_PARTIAL_CONTENT) {
         uint64_t n = v.size == 0 ? 0 : v.last - v.first + 1;
-        /* Zero-copy: MHD sends from the descriptor (sendfile) and closes it. */
-        resp = MHD_create_response_from_fd_at_offset64(n, fd, v.first);
-        if (resp == NULL) {
-            close(fd);
+        resp = file_response(req, fd, v.first, n);
+        if (resp == NULL)
             return MHD_NO;
-        }
-        req->bytes_sent = strcmp(req->method, "HEAD") == 0 ? 0 : n;
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type(rel));
     } else {
         close(fd);

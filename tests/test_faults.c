@@ -297,8 +297,8 @@ static void start_gateway_nginx(void)
     snprintf(env_up, sizeof env_up, "HUBMETER_UPSTREAM=%s", th_env("HM_TEST_NGINX_URL"));
 }
 
-Test(faults, a_download_cut_by_a_gateway_kill_is_counted_to_its_last_checkpoint,
-     .init = start_gateway_nginx, .timeout = 120)
+/* A 64 MiB download at 4 MiB/s, the gateway killed after about 10 MiB. */
+static void assert_kill_mid_download(void)
 {
     start_gateway(NULL);
     static struct slow_download d;
@@ -338,6 +338,18 @@ Test(faults, a_download_cut_by_a_gateway_kill_is_counted_to_its_last_checkpoint,
     cr_assert_str_eq(reqs, "1", "the interrupted download counts as one request");
     free(reqs);
     th_gateway_stop(&gw);
+}
+
+Test(faults, a_download_cut_by_a_gateway_kill_is_counted_to_its_last_checkpoint,
+     .init = start_gateway_nginx, .timeout = 120)
+{
+    assert_kill_mid_download();
+}
+
+Test(faults, a_file_download_cut_by_a_gateway_kill_is_counted_to_its_last_checkpoint,
+     .init = setup, .timeout = 120)
+{
+    assert_kill_mid_download();
 }
 
 Test(faults, a_full_journal_raises_the_alarm_and_keeps_counting, .init = setup, .timeout = 60)
