@@ -48,7 +48,8 @@ static int open_segment(struct meter_journal *j, char *err, size_t errlen)
     if (j->seg_fd < 0)
         return cm_fmt(err, errlen, "cannot write the journal %s: %s", p, strerror(errno)),
                CM_ERR;
-    fsync(j->dir_fd);
+    /* The directory entry reaches the disk with the next batch's directory fsync (or the
+     * segment's own sync): no fsync here, which runs under the meter's lock. */
     return CM_OK;
 }
 
@@ -180,18 +181,16 @@ int meter_journal_sync(struct meter_journal *j)
     return fdatasync(j->seg_fd) == 0 ? CM_OK : CM_ERR;
 }
 
-int meter_journal_rotate(struct meter_journal *j, uint64_t *old_segment, char *err,
-                         size_t errlen)
+int meter_journal_rotate(struct meter_journal *j, uint64_t *old_segment, int *old_fd,
+                         char *err, size_t errlen)
 {
-    int old_fd = j->seg_fd;
+    *old_fd = j->seg_fd;
     *old_segment = j->segment++;
     if (open_segment(j, err, errlen) != CM_OK) {
-        j->seg_fd = old_fd;
+        j->seg_fd = *old_fd;
         j->segment--;
         return CM_ERR;
     }
-    fdatasync(old_fd);
-    close(old_fd);
     j->old_seg_bytes = j->seg_bytes;
     j->seg_bytes = 0;
     return CM_OK;
@@ -223,6 +222,12 @@ void meter_journal_drop_segment(struct meter_journal *j, uint64_t segment)
     path(j, p, sizeof p, "rec-", segment, ".log");
     if (unlink(p) == 0)
         j->bytes -= j->old_seg_bytes < j->bytes ? j->old_seg_bytes : j->bytes;
+}
+
+void meter_journal_close_segment(int fd)
+{
+    fdatasync(fd);
+    close(fd);
 }
 
 uint64_t meter_journal_bytes(const struct meter_journal *j) { return j->bytes; }

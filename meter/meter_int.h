@@ -46,9 +46,13 @@ int meter_journal_append(struct meter_journal *j, const struct meter_record *r, 
                          bool sync);
 /* fdatasync of the current segment if anything was appended since the last sync. */
 int meter_journal_sync(struct meter_journal *j);
-/* Starts a new record segment; *old_segment is the one that just closed. */
-int meter_journal_rotate(struct meter_journal *j, uint64_t *old_segment, char *err,
-                         size_t errlen);
+/* Starts a new record segment (cheap: no disk sync, safe under the meter's lock);
+ * *old_segment and *old_fd are the previous one, which the caller then passes to
+ * meter_journal_close_segment outside the lock. */
+int meter_journal_rotate(struct meter_journal *j, uint64_t *old_segment, int *old_fd,
+                         char *err, size_t errlen);
+/* Syncs and closes a rotated-out segment. */
+void meter_journal_close_segment(int fd);
 /* Durably writes a batch body as the next batch file; *number names it. */
 int meter_journal_write_batch(struct meter_journal *j, const char *body, uint64_t *number);
 void meter_journal_drop_segment(struct meter_journal *j, uint64_t segment);

@@ -275,6 +275,7 @@ static size_t round_trip(struct meter *m, int64_t *cutoff_ms)
 {
     struct meter_agg *fresh = meter_agg_new();
     uint64_t old_segment = 0;
+    int old_fd = -1;
     bool rotated = false;
     char err[256];
     pthread_mutex_lock(&m->lock);
@@ -283,14 +284,16 @@ static size_t round_trip(struct meter *m, int64_t *cutoff_ms)
     /* With a full outbox (Redis away for long) records keep adding up in the live
      * aggregate and the journal segment; memory grows with distinct rows only. */
     if (fresh != NULL && meter_agg_rows(full) > 0 && m->n_out < OUTBOX_MAX &&
-        meter_journal_rotate(m->journal, &old_segment, err, sizeof err) == CM_OK) {
+        meter_journal_rotate(m->journal, &old_segment, &old_fd, err, sizeof err) == CM_OK) {
         m->agg = fresh;
         rotated = true;
     } else {
         full = NULL;
     }
     pthread_mutex_unlock(&m->lock);
-    if (!rotated)
+    if (rotated)
+        meter_journal_close_segment(old_fd); /* its records are durable before the batch is */
+    else
         meter_agg_free(fresh);
     if (full != NULL && make_batch(m, full, *cutoff_ms) == CM_OK)
         meter_journal_drop_segment(m->journal, old_segment); /* now covered by the batch */
