@@ -217,6 +217,13 @@ pg_datadir() {
     # keep the cluster in /var/tmp and point DIR/pg at it.
     hash=$(printf '%s' "$DIR" | sha256sum | cut -c1-12)
     target="/var/tmp/hubmeter-pg-$hash"
+    if [[ -e "$target" ]]; then
+      # Left by an earlier checkout at the same path (DIR/pg is new, so is DIR's password):
+      # that cluster is not ours to reuse. Stop it if it still runs, then start afresh.
+      log "removing stale postgres data in $target (from an earlier checkout of $DIR)"
+      as_pg "$BIN/pg_ctl" stop -D "$target" -m fast -t 20 >/dev/null 2>&1 || true
+      rm -rf "$target"
+    fi
     mkdir -p "$target"
     chown "$PG_OSUSER:" "$target"
     chmod 0700 "$target"
