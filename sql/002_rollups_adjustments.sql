@@ -43,33 +43,25 @@ CREATE TABLE usage_adjustments (
 );
 CREATE INDEX usage_adjustments_org ON usage_adjustments (org_id, bucket);
 
+-- Replaces the rows of bucket lo in dst with the sums of src over [lo, lo + width).
+CREATE FUNCTION hm_rollup_level(src regclass, dst regclass, lo timestamptz, width interval)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('DELETE FROM %s WHERE bucket = $1', dst) USING lo;
+    EXECUTE format('INSERT INTO %s (bucket, org_id, key_id, network, repo, method, status_class,'
+                   ' refused_by, requests, bytes)'
+                   ' SELECT $1, org_id, key_id, network, repo, method, status_class, refused_by,'
+                   ' sum(requests), sum(bytes) FROM %s WHERE bucket >= $1 AND bucket < $1 + $2'
+                   ' GROUP BY 2, 3, 4, 5, 6, 7, 8', dst, src) USING lo, width;
+END $$;
+
 -- Recomputes the rollups of one hour, its day and its month from the level below.
 CREATE FUNCTION hm_rollup_hour(h timestamptz) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    d timestamptz := date_trunc('day', h);
-    m timestamptz := date_trunc('month', h);
 BEGIN
-    DELETE FROM usage_hourly WHERE bucket = h;
-    INSERT INTO usage_hourly (bucket, org_id, key_id, network, repo, method, status_class,
-                              refused_by, requests, bytes)
-    SELECT h, org_id, key_id, network, repo, method, status_class, refused_by,
-           sum(requests), sum(bytes)
-      FROM usage_minute WHERE bucket >= h AND bucket < h + interval '1 hour'
-     GROUP BY 2, 3, 4, 5, 6, 7, 8;
-    DELETE FROM usage_daily WHERE bucket = d;
-    INSERT INTO usage_daily (bucket, org_id, key_id, network, repo, method, status_class,
-                             refused_by, requests, bytes)
-    SELECT d, org_id, key_id, network, repo, method, status_class, refused_by,
-           sum(requests), sum(bytes)
-      FROM usage_hourly WHERE bucket >= d AND bucket < d + interval '1 day'
-     GROUP BY 2, 3, 4, 5, 6, 7, 8;
-    DELETE FROM usage_monthly WHERE bucket = m;
-    INSERT INTO usage_monthly (bucket, org_id, key_id, network, repo, method, status_class,
-                               refused_by, requests, bytes)
-    SELECT m, org_id, key_id, network, repo, method, status_class, refused_by,
-           sum(requests), sum(bytes)
-      FROM usage_daily WHERE bucket >= m AND bucket < m + interval '1 month'
-     GROUP BY 2, 3, 4, 5, 6, 7, 8;
+    PERFORM hm_rollup_level('usage_minute', 'usage_hourly', h, interval '1 hour');
+    PERFORM hm_rollup_level('usage_hourly', 'usage_daily', date_trunc('day', h), interval '1 day');
+    PERFORM hm_rollup_level('usage_daily', 'usage_monthly', date_trunc('month', h),
+                            interval '1 month');
 END $$;
 
 -- Rolls up every complete hour up to the watermark, then the hours marked dirty, and

@@ -294,23 +294,35 @@ static size_t collect_header(char *data, size_t size, size_t n, void *userdata)
     return len;
 }
 
-void th_http(const char *method, const char *url, const char *const *headers,
-             struct th_response *resp)
+
+/* A curl handle for url with headers (NULL-terminated), the body counted or collected by
+ * write(data), a 30 s limit; *list receives the header list the caller frees. */
+static CURL *easy_for(const char *url, const char *const *headers, struct curl_slist **list,
+                      curl_write_callback write, void *data)
 {
-    memset(resp, 0, sizeof *resp);
-    resp->body = calloc(1, 1);
     CURL *c = curl_easy_init();
     struct curl_slist *h = NULL;
     for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
         h = curl_slist_append(h, headers[i]);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
-    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect_header);
-    curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, data);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    *list = h;
+    return c;
+}
+
+void th_http(const char *method, const char *url, const char *const *headers,
+             struct th_response *resp)
+{
+    memset(resp, 0, sizeof *resp);
+    resp->body = calloc(1, 1);
+    struct curl_slist *h;
+    CURL *c = easy_for(url, headers, &h, collect, resp);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, collect_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, resp);
     if (strcmp(method, "HEAD") == 0)
         curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
     else if (strcmp(method, "GET") != 0)
@@ -384,18 +396,10 @@ static int small_rcvbuf(void *clientp, curl_socket_t fd, curlsocktype purpose)
 uint64_t th_http_abort_after(const char *url, const char *const *headers, uint64_t limit)
 {
     struct abort_state st = {.limit = limit};
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
-        h = curl_slist_append(h, headers[i]);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, count_then_abort);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &st);
+    struct curl_slist *h;
+    CURL *c = easy_for(url, headers, &h, count_then_abort, &st);
     curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, small_rcvbuf);
     curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 16384L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     CURLcode rc = curl_easy_perform(c);
     cr_assert_eq(rc, CURLE_WRITE_ERROR, "the download should have been cut by the client: %s",
                  curl_easy_strerror(rc));
@@ -534,19 +538,12 @@ static size_t count_atomic(char *data, size_t size, size_t n, void *userdata)
 void th_http_slow(const char *url, const char *const *headers, long rate,
                   _Atomic uint64_t *received)
 {
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
-        h = curl_slist_append(h, headers[i]);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, count_atomic);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, received);
+    struct curl_slist *h;
+    CURL *c = easy_for(url, headers, &h, count_atomic, (void *)received);
     curl_easy_setopt(c, CURLOPT_SOCKOPTFUNCTION, small_rcvbuf);
     curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 16384L);
     curl_easy_setopt(c, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)rate);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_perform(c);
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
