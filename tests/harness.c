@@ -132,11 +132,11 @@ static void slurp(const char *path, char *out, size_t len)
     fclose(f);
 }
 
-void th_hubmeter(struct th_run *r, const char *const *env, const char *const *args)
+/* Starts the sanitized hubmeter with args (NULL-terminated) and env on top of the
+ * harness environment; stdout and stderr go to the given files (opened with flags). */
+static pid_t spawn_bin(const char *const *args, const char *const *env, const char *out,
+                       int out_flags, const char *err, int err_flags)
 {
-    char outp[64], errp[64];
-    snprintf(outp, sizeof outp, "/tmp/hm-test-%d.out", (int)getpid());
-    snprintf(errp, sizeof errp, "/tmp/hm-test-%d.err", (int)getpid());
     const char *argv[32] = {th_env("HM_TEST_BIN")};
     size_t n = 1;
     while (args[n - 1] != NULL && n < 31) {
@@ -146,15 +146,25 @@ void th_hubmeter(struct th_run *r, const char *const *env, const char *const *ar
     argv[n] = NULL;
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, outp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, errp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 1, out, out_flags, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, err, err_flags, 0600);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     char **envp = build_env(env);
     pid_t pid;
     int e = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, envp);
     free(envp);
     posix_spawn_file_actions_destroy(&fa);
-    cr_assert(e == 0, "cannot run %s", argv[0]);
+    cr_assert(e == 0, "cannot run %s %s", argv[0], args[0]);
+    return pid;
+}
+
+void th_hubmeter(struct th_run *r, const char *const *env, const char *const *args)
+{
+    char outp[64], errp[64];
+    snprintf(outp, sizeof outp, "/tmp/hm-test-%d.out", (int)getpid());
+    snprintf(errp, sizeof errp, "/tmp/hm-test-%d.err", (int)getpid());
+    pid_t pid = spawn_bin(args, env, outp, O_WRONLY | O_CREAT | O_TRUNC, errp,
+                          O_WRONLY | O_CREAT | O_TRUNC);
     int st = 0;
     int64_t deadline = th_now_ms() + 30000;
     while (waitpid(pid, &st, WNOHANG) == 0) {
@@ -205,17 +215,8 @@ void th_gateway_start(struct th_gateway *g, const char *const *env)
         extra[n++] = journal;
     }
     extra[n] = NULL;
-    const char *argv[] = {th_env("HM_TEST_BIN"), "serve", NULL};
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, g->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    char **envp = build_env(extra);
-    int e = posix_spawn(&g->pid, argv[0], &fa, NULL, (char *const *)argv, envp);
-    free(envp);
-    posix_spawn_file_actions_destroy(&fa);
-    cr_assert(e == 0, "cannot start the gateway");
+    g->pid = spawn_bin((const char *[]){"serve", NULL}, extra, "/dev/null", O_WRONLY, g->log,
+                       O_WRONLY | O_CREAT | O_TRUNC);
     char url[128];
     snprintf(url, sizeof url, "%s/-/healthz", g->base);
     int64_t deadline = th_now_ms() + 15000;
@@ -488,25 +489,7 @@ bool th_upstream_saw(const char *marker, char *line, size_t len)
 
 pid_t th_spawn(const char *const *args, const char *const *env, const char *log)
 {
-    const char *argv[32] = {th_env("HM_TEST_BIN")};
-    size_t n = 1;
-    while (args[n - 1] != NULL && n < 31) {
-        argv[n] = args[n - 1];
-        n++;
-    }
-    argv[n] = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    char **envp = build_env(env);
-    pid_t pid;
-    int e = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, envp);
-    free(envp);
-    posix_spawn_file_actions_destroy(&fa);
-    cr_assert(e == 0, "cannot start hubmeter %s", args[0]);
-    return pid;
+    return spawn_bin(args, env, "/dev/null", O_WRONLY, log, O_WRONLY | O_CREAT | O_APPEND);
 }
 
 int th_wait(pid_t pid, int timeout_ms)
