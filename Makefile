@@ -9,7 +9,7 @@ WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
            -Wformat=2 -Wpointer-arith -Wvla -Wundef
 BASE    := -std=c11 -D_GNU_SOURCE -g -pthread $(WARN) -I. -Ibuild/gen \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+LIBS    := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 CFLAGS_REL := $(BASE) -O2 $(CFLAGS)
 CFLAGS_SAN := $(BASE) -O1 $(SAN) $(CFLAGS)

@@ -75,6 +75,9 @@ struct hm_config {
     unsigned month_close_grace_h; /* a month closes this long after the watermark passed it */
     unsigned minute_retention_days; /* minute rows older than this go (0: kept forever) */
     bool run_flusher; /* serve also runs the flusher */
+    bool quotas;      /* plans are enforced (off: requests are metered only) */
+    unsigned redis_timeout_ms;  /* each quota call waits at most this for Redis */
+    char anonymous_plan[64];    /* the plan of anonymous traffic, per client network */
 };
 
 /* What a subcommand needs; cm_config_require() names the first missing key. */

@@ -66,6 +66,9 @@ static const struct opt options[] = {
     {"HUBMETER_FLUSHER", OPT_BOOL, F(run_flusher), 0, 0, false},
     {"HUBMETER_MINUTE_RETENTION_DAYS", OPT_UINT, F(minute_retention_days), 0, 36600, false},
     {"HUBMETER_MONTH_CLOSE_GRACE_H", OPT_UINT, F(month_close_grace_h), 0, 24 * 366, false},
+    {"HUBMETER_QUOTAS", OPT_BOOL, F(quotas), 0, 0, false},
+    {"HUBMETER_REDIS_TIMEOUT_MS", OPT_UINT, F(redis_timeout_ms), 1, 10000, false},
+    {"HUBMETER_ANONYMOUS_PLAN", OPT_STRING, F(anonymous_plan), 0, 0, false},
     {"HUBMETER_FLUSH_CLAIM_IDLE_MS", OPT_UINT, F(flush_claim_idle_ms), 100, 86400000, false},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -109,6 +112,9 @@ static void set_defaults(struct hm_config *cfg)
     cfg->month_close_grace_h = 72;
     cfg->minute_retention_days = 90;
     cfg->run_flusher = true;
+    cfg->quotas = true;
+    cfg->redis_timeout_ms = 25;
+    cm_copy(cfg->anonymous_plan, sizeof cfg->anonymous_plan, "anonymous");
 }
 
 static int parse_hostport(const char *v, char *host, size_t hostlen, uint16_t *port)

@@ -100,10 +100,14 @@ static enum MHD_Result ready(struct gw_req *req, struct MHD_Connection *c)
         cm_pg_pool_put(req->gw->pg, db);
     }
     bool redis_ok = meter_redis_ok(req->gw->meter);
-    json_t *body = json_pack("{s:s, s:{s:s, s:s}}", "status", pg_ok ? "ready" : "not_ready",
+    const char *quotas = req->gw->quota == NULL                  ? "off"
+                         : meter_quota_redis_ok(req->gw->quota) ? "redis"
+                                                                : "local_budgets";
+    json_t *body = json_pack("{s:s, s:{s:s, s:s, s:s}}", "status", pg_ok ? "ready" : "not_ready",
                              "checks", "postgresql", pg_ok ? "ok" : "unreachable", "redis",
-                             redis_ok ? "ok" : "unreachable");
-    /* Redis being away does not stop downloads (usage waits in the outbox), PostgreSQL
+                             redis_ok ? "ok" : "unreachable", "quotas", quotas);
+    /* Redis being away does not stop downloads (usage waits in the outbox, quotas fall
+     * back to local budgets, so the gateway stays ready), PostgreSQL
      * being away does (keys cannot be checked). */
     return gw_reply_json(req, c, pg_ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, body);
 }
@@ -112,8 +116,14 @@ static enum MHD_Result metrics(struct gw_req *req, struct MHD_Connection *c)
 {
     uint64_t journal_bytes, unjournaled;
     meter_journal_state(req->gw->meter, &journal_bytes, &unjournaled);
-    char *text = gw_metrics_render(&req->gw->metrics, meter_redis_ok(req->gw->meter),
+    char *base = gw_metrics_render(&req->gw->metrics, meter_redis_ok(req->gw->meter),
                                    journal_bytes, unjournaled);
+    char *quota = gw_metrics_render_quota(&req->gw->metrics, req->gw->quota);
+    char *text = NULL;
+    if (base != NULL && quota != NULL && asprintf(&text, "%s%s", base, quota) < 0)
+        text = NULL;
+    free(base);
+    free(quota);
     if (text == NULL)
         return MHD_NO;
     struct MHD_Response *resp =

@@ -18,6 +18,7 @@
 
 struct gw_idcache;
 struct gw_watchdog;
+struct gw_plans;
 
 #define GW_LATENCY_BUCKETS 11
 
@@ -29,6 +30,9 @@ struct gw_metrics {
     _Atomic uint64_t slow_clients_cut;
     _Atomic uint64_t latency_le[GW_LATENCY_BUCKETS];
     _Atomic uint64_t latency_count, latency_sum_ms;
+    _Atomic uint64_t admission_le[GW_LATENCY_BUCKETS];
+    _Atomic uint64_t admission_count, admission_sum_us;
+    _Atomic uint64_t paced_us; /* time downloads were held back by byte buckets */
 };
 
 struct gw {
@@ -37,6 +41,8 @@ struct gw {
     struct cm_pg_pool *pg;
     struct meter *meter;
     struct gw_idcache *ids;
+    struct gw_plans *plans;
+    struct meter_quota *quota; /* NULL when quotas are off */
     char upstream_root[PATH_MAX]; /* realpath of a file:// upstream's directory */
     struct gw_metrics metrics;
     struct gw_watchdog *watchdog;
@@ -46,6 +52,9 @@ struct gw {
 /* ---- metrics (metrics.c) ---------------------------------------------------------------------- */
 void gw_metrics_request_done(struct gw_metrics *m, unsigned status, uint64_t bytes);
 void gw_metrics_upstream_latency(struct gw_metrics *m, int64_t ms);
+void gw_metrics_admission(struct gw_metrics *m, int64_t us);
+/* The quota metrics (refusals by policy, Redis health, admission latency); caller frees. */
+char *gw_metrics_render_quota(struct gw_metrics *m, struct meter_quota *q);
 /* Prometheus text; caller frees. NULL when out of memory. */
 char *gw_metrics_render(struct gw_metrics *m, bool redis_ok, uint64_t journal_bytes,
                         uint64_t unjournaled);
@@ -89,6 +98,10 @@ struct gw_req {
     bool dispatched;      /* routed (identity checked, upstream started or answered) */
     bool uploading;       /* the request body streams to the upstream */
     void *stream;         /* an upstream transfer not yet owned by a response */
+    bool quota_decided;   /* an admission decision was made (headers follow it) */
+    struct meter_decision quota;
+    struct meter_flow qflow;
+    char refused_by[24];  /* the policy of a 429, "" otherwise */
 };
 
 /* A streaming download hands its progress to the meter every GW_CHECKPOINT_BYTES, so a
@@ -159,6 +172,19 @@ void gw_upstream_http_abandon(struct gw_req *req);
 enum MHD_Result gw_upstream_file(struct gw_req *req, struct MHD_Connection *c, const char *path);
 void gw_upstream_http_global_init(void);
 void gw_upstream_http_global_cleanup(void);
+
+/* ---- admission (admission.c) ------------------------------------------------------------------- */
+struct gw_plans *gw_plans_new(void);
+void gw_plans_free(struct gw_plans *p);
+/* Decides req against its plan. CM_OK: go on. Otherwise a 429 is queued, *mhd says. */
+int gw_admit(struct gw_req *req, struct MHD_Connection *c, enum MHD_Result *mhd);
+/* Adds the rate-limit headers of req's decision (and Retry-After on a refusal) to resp. */
+void gw_quota_headers(struct gw_req *req, struct MHD_Response *resp);
+/* Charges n bytes about to be sent, holding them back while the org's byte bucket is in
+ * debt. CM_ERR when the client hung up during the wait. */
+int gw_quota_flow(struct gw_req *req, uint64_t n);
+/* Ends req's quota state (status 304 refunds the request token). */
+void gw_quota_end(struct gw_req *req, unsigned status);
 
 /* ---- the gateway's own endpoints (api.c) ------------------------------------------------------ */
 enum MHD_Result gw_api(struct gw_req *req, struct MHD_Connection *c, const char *url);

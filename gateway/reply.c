@@ -22,6 +22,7 @@ enum MHD_Result gw_reply(struct gw_req *req, struct MHD_Connection *c, unsigned 
     if (resp == NULL)
         return MHD_NO;
     req->status = status;
+    gw_quota_headers(req, resp);
     /* The head MHD sends: our headers plus its status line, Date, Content-Length or
      * Transfer-Encoding and Connection (about 100 bytes). */
     req->header_bytes = 100;

@@ -87,6 +87,8 @@ static enum MHD_Result proxy(struct gw_req *req, struct MHD_Connection *c, const
     if (req->id.org_id == 0 && cfg->challenge_paths[0] != '\0' &&
         gw_path_matches(cfg->challenge_paths, url))
         return gw_reply_challenge(req, c);
+    if (gw_admit(req, c, &mhd) != CM_OK)
+        return mhd;
     if (cfg->upstream_is_file)
         return gw_upstream_file(req, c, url);
     char target[URL_MAX + CM_URL_MAX];
@@ -184,6 +186,7 @@ static void record_usage(struct gw_req *req, unsigned status, uint64_t bytes)
                                .status_class = (uint8_t)(status / 100),
                                .bytes = bytes,
                                .partial = req->request_counted};
+    cm_copy(rec.refused_by, sizeof rec.refused_by, req->refused_by);
     req->request_counted = true;
     if (rec.status_class < 1 || rec.status_class > 5)
         rec.status_class = 5;
@@ -227,16 +230,22 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
         if (req->upstream_ms >= 0)
             gw_metrics_upstream_latency(&gw->metrics, req->upstream_ms);
     }
+    gw_quota_end(req, status);
     atomic_fetch_sub(&gw->metrics.in_flight, 1);
     gw_watchdog_head(c, false); /* a kept-alive connection now waits for its next head */
     cm_log(CM_LOG_INFO, "request",
            "method=%s status=%u bytes=%llu complete=%s org=%s key=%s client=%s repo=%s ms=%lld "
-           "upstream_status=%u upstream_ms=%lld",
+           "upstream_status=%u upstream_ms=%lld decision=%s",
            req->method, status, (unsigned long long)delivered, complete ? "yes" : "no",
            req->id.org_id ? req->id.org_slug : "-", req->key_display[0] ? req->key_display : "-",
            req->client_ip, req->repo[0] ? req->repo : "-",
            (long long)((cm_now_us() - req->start_us) / 1000), req->upstream_status,
-           (long long)req->upstream_ms);
+           (long long)req->upstream_ms,
+           req->refused_by[0]                              ? req->refused_by
+           : req->quota_decided && req->quota.would_refuse ? "shadow_refused"
+           : req->quota_decided && req->quota.degraded     ? "admitted_locally"
+           : req->quota_decided                            ? "admitted"
+                                                           : "-");
     gw_upstream_http_abandon(req);
     req->magic = 0;
     free(req);
@@ -359,9 +368,14 @@ int gw_serve(const struct hm_config *cfg)
     }
     gw.pg = cm_pg_pool_new(cfg->database_url, 16);
     gw.ids = gw_idcache_new();
+    gw.plans = gw_plans_new();
     gw.meter = meter_new(cfg, err, sizeof err);
-    if (gw.pg == NULL || gw.ids == NULL || gw.meter == NULL) {
+    if (gw.pg == NULL || gw.ids == NULL || gw.plans == NULL || gw.meter == NULL) {
         fprintf(stderr, "hubmeter: cannot start: %s\n", gw.meter ? "out of memory" : err);
+        goto fail;
+    }
+    if (cfg->quotas && (gw.quota = meter_quota_new(cfg, err, sizeof err)) == NULL) {
+        fprintf(stderr, "hubmeter: cannot start quotas: %s\n", err);
         goto fail;
     }
     if (cfg->run_flusher) {
@@ -382,8 +396,9 @@ int gw_serve(const struct hm_config *cfg)
                 cfg->listen_host, (unsigned)cfg->listen_port);
         goto fail;
     }
-    cm_log(CM_LOG_INFO, "listening", "address=%s:%u upstream=%s flusher=%s", cfg->listen_host,
-           (unsigned)cfg->listen_port, cfg->upstream, cfg->run_flusher ? "on" : "off");
+    cm_log(CM_LOG_INFO, "listening", "address=%s:%u upstream=%s flusher=%s quotas=%s",
+           cfg->listen_host, (unsigned)cfg->listen_port, cfg->upstream,
+           cfg->run_flusher ? "on" : "off", cfg->quotas ? "on" : "off");
     wait_for_stop(&gw, cfg);
     rc = 0;
 fail:
@@ -393,6 +408,8 @@ fail:
     gw_watchdog_free(gw.watchdog);
     meter_free(gw.meter);           /* ships what is left */
     meter_flusher_free(flusher);
+    meter_quota_free(gw.quota);
+    gw_plans_free(gw.plans);
     gw_idcache_free(gw.ids);
     cm_pg_pool_free(gw.pg);
     gw_upstream_http_global_cleanup();

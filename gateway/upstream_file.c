@@ -65,6 +65,10 @@ static ssize_t read_file(void *cls, uint64_t pos, char *buf, size_t max)
     }
     fb->req->bytes_sent += (uint64_t)n;
     gw_checkpoint(fb->req);
+    if (gw_quota_flow(fb->req, (uint64_t)n) != CM_OK) { /* hung up while held back */
+        fb->req->stream_failed = true;
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
     return n;
 }
 
@@ -80,6 +84,12 @@ static struct MHD_Response *file_response(struct gw_req *req, int fd, uint64_t f
 {
     if (n <= 4 * (uint64_t)GW_CHECKPOINT_BYTES || strcmp(req->method, "HEAD") == 0) {
         /* Zero-copy: MHD sends from the descriptor (sendfile) and closes it. */
+        /* The whole body is charged (and, while the byte bucket is in debt, held back)
+         * before MHD sends it. */
+        if (strcmp(req->method, "HEAD") != 0 && gw_quota_flow(req, n) != CM_OK) {
+            close(fd);
+            return NULL;
+        }
         struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(n, fd, first);
         if (resp == NULL)
             close(fd);

@@ -226,6 +226,15 @@ static size_t on_read(char *out, size_t size, size_t nitems, void *userdata)
     return CURL_READFUNC_PAUSE;
 }
 
+/* Hands n bytes to MHD once the org's byte bucket allows them (see admission.c). */
+static ssize_t paced(struct stream *s, size_t n)
+{
+    if (gw_quota_flow(s->req, n) == CM_OK)
+        return (ssize_t)n;
+    s->req->stream_failed = true; /* the client hung up while the stream was held back */
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
 static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
 {
     (void)pos;
@@ -239,7 +248,7 @@ static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
             s->delivered += n;
             s->req->bytes_sent += n;
             gw_checkpoint(s->req);
-            return (ssize_t)n;
+            return paced(s, n);
         }
         if (s->done) {
             if (s->result == CURLE_OK && (!s->has_length || s->delivered == s->length))
@@ -264,7 +273,7 @@ static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
             s->delivered += s->direct_len;
             s->req->bytes_sent += s->direct_len;
             gw_checkpoint(s->req);
-            return (ssize_t)s->direct_len;
+            return paced(s, s->direct_len);
         }
         if (rc == CM_AGAIN) {
             cm_log(CM_LOG_WARN, "upstream_idle_timeout", "delivered=%llu",

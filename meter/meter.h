@@ -88,4 +88,81 @@ int meter_reconcile(const struct hm_config *cfg, int64_t from, int64_t to, json_
 /* The pipeline watermark: every request that ended before *unix_s is in PostgreSQL. */
 int meter_complete_until(PGconn *db, int64_t *unix_s, char *err, size_t errlen);
 
+/* ---- quotas (meter/quota.c, quota_client.c, quota_lua.c) ------------------------------------- */
+/* What a decision needs of a plan; 0 means unlimited for every limit. */
+struct meter_plan {
+    int64_t id;
+    char name[64];
+    int64_t requests_per_minute, request_burst, bytes_per_second, byte_burst, monthly_bytes;
+    int32_t max_concurrent;
+    bool fail_closed; /* failure policy "closed" (else "open") */
+    bool shadow;      /* evaluate and report, never refuse */
+};
+
+enum meter_policy { MQ_NONE, MQ_REQUESTS, MQ_BYTES, MQ_MONTHLY, MQ_CONCURRENCY };
+/* The policy names of the rate-limit headers and refusals. */
+const char *meter_policy_name(enum meter_policy p);
+
+/* One policy's state as the response headers report it. */
+struct meter_policy_state {
+    enum meter_policy policy;
+    uint64_t limit;     /* q: per window */
+    uint64_t remaining; /* r */
+    int64_t reset_s;    /* t: seconds until the quota is whole again (or, refused, admits) */
+    int64_t window_s;   /* w */
+};
+
+/* An admission decision: admitted or refused (429), and what the headers say. */
+struct meter_decision {
+    bool admitted;
+    bool would_refuse;           /* shadow mode: refused on paper, admitted */
+    enum meter_policy refused_by; /* the policy that refused (or would have) */
+    int64_t retry_after_s;       /* whole seconds, >= 1, on a refusal */
+    bool degraded;               /* decided locally: Redis unavailable */
+    int n;                       /* states, the policy nearest its limit first */
+    struct meter_policy_state st[4];
+    int64_t now_s;               /* the deciding clock (Redis TIME, or local when degraded) */
+};
+
+/* A request's quota state from admission to its end; zero-initialise. */
+struct meter_flow {
+    struct meter_plan plan;
+    char subject[72];  /* "org:<id>" or "anon:<network>" */
+    int anchor_day;    /* 1..28: the monthly period starts on this day (UTC) */
+    char member[48];   /* concurrency entry ("" when none) */
+    bool admitted, charged, download;
+    bool bytes_tracked; /* byte rate, monthly quota or concurrency limits apply */
+    uint64_t lease_left, leased;
+    int local_slot;    /* the local state entry holding this download (-1 none) */
+    int64_t lease_ts_ms; /* when the concurrency entry was last refreshed */
+};
+
+struct meter_quota;
+/* Starts the quota client (a thread pipelining the scripts to Redis with a timeout of
+ * cfg->redis_timeout_ms per call and a circuit breaker). Redis need not be up. */
+struct meter_quota *meter_quota_new(const struct hm_config *cfg, char *err, size_t errlen);
+void meter_quota_free(struct meter_quota *q);
+/* Decides whether a request of subject (see struct meter_flow) may start. charge: spends a
+ * request token (false for HEAD); download: joins the concurrency set and is refused when
+ * the month is spent. Never waits longer than the Redis timeout. */
+void meter_quota_admit(struct meter_quota *q, const struct meter_plan *plan, const char *subject,
+                       int anchor_day, bool charge, bool download, struct meter_flow *f,
+                       struct meter_decision *d);
+/* Charges n more bytes of a download; *wait_us is how long to hold them back (pacing). */
+void meter_quota_bytes(struct meter_quota *q, struct meter_flow *f, uint64_t n,
+                       int64_t *wait_us);
+/* Ends f: returns unused lease, leaves the concurrency set, refunds the request token when
+ * refund (a 304). Never blocks. */
+void meter_quota_end(struct meter_quota *q, struct meter_flow *f, bool refund);
+/* Counters for /-/metrics. */
+struct meter_quota_stats {
+    uint64_t redis_calls, redis_errors, redis_timeouts, degraded_decisions;
+    uint64_t refused[5], would_refuse; /* by enum meter_policy */
+    bool breaker_open;
+    unsigned live_gateways;
+};
+void meter_quota_stats(struct meter_quota *q, struct meter_quota_stats *out);
+/* True unless the breaker is open (Redis considered down). */
+bool meter_quota_redis_ok(struct meter_quota *q);
+
 #endif

@@ -126,7 +126,7 @@ int reg_key_lookup(PGconn *db, const uint8_t sha256[32], struct reg_identity *ou
     const char *params[] = {hex};
     PGresult *res = PQexecParams(db,
                                  "SELECT k.id, o.id, coalesce(o.plan_id, 0), o.slug,"
-                                 " o.status = 'suspended', k.revoked_at IS NOT NULL"
+                                 " o.status = 'suspended', k.revoked_at IS NOT NULL, o.anchor_day"
                                  " FROM api_keys k JOIN orgs o ON o.id = k.org_id"
                                  " WHERE k.secret_sha256 = decode($1, 'hex')",
                                  1, NULL, params, NULL, NULL, 0);
@@ -143,6 +143,7 @@ int reg_key_lookup(PGconn *db, const uint8_t sha256[32], struct reg_identity *ou
         out->plan_id = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
         cm_copy(out->org_slug, sizeof out->org_slug, PQgetvalue(res, 0, 3));
         out->org_suspended = PQgetvalue(res, 0, 4)[0] == 't';
+        out->anchor_day = (int)strtol(PQgetvalue(res, 0, 6), NULL, 10);
         rc = PQgetvalue(res, 0, 5)[0] == 't' ? CM_DENIED : CM_OK;
     }
     PQclear(res);

@@ -62,6 +62,7 @@ struct reg_identity {
     int64_t plan_id; /* 0 when the org has no plan */
     char org_slug[64];
     bool org_suspended;
+    int anchor_day; /* 1..28: the org's monthly quota period starts on this day (UTC) */
 };
 
 /* Validation helpers shared with the CLI (and later the admin API). */

@@ -409,6 +409,66 @@ uint64_t th_http_abort_after(const char *url, const char *const *headers, uint64
     return st.received;
 }
 
+struct timed_state {
+    _Atomic uint64_t *received;
+};
+
+static size_t count_received(char *data, size_t size, size_t n, void *userdata)
+{
+    (void)data;
+    struct timed_state *st = userdata;
+    atomic_fetch_add(st->received, size * n);
+    return size * n;
+}
+
+void th_http_for(const char *url, const char *const *headers, long ms,
+                 _Atomic uint64_t *received, long *status)
+{
+    struct timed_state st = {.received = received};
+    struct curl_slist *h;
+    CURL *c = easy_for(url, headers, &h, count_received, &st);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ms);
+    CURLcode rc = curl_easy_perform(c);
+    cr_assert(rc == CURLE_OK || rc == CURLE_OPERATION_TIMEDOUT, "download failed: %s",
+              curl_easy_strerror(rc));
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+}
+
+pid_t th_redis_private(int port, const char *dir, bool keep_data)
+{
+    char cmd[512];
+    if (!keep_data) /* an empty directory: Redis starts with no data */
+        snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && exec redis-server --port %d "
+                                  "--bind 127.0.0.1 --dir %s --save '' --appendonly no "
+                                  "--daemonize no --loglevel warning", dir, dir, port, dir);
+    else
+        snprintf(cmd, sizeof cmd, "mkdir -p %s && exec redis-server --port %d --bind 127.0.0.1 "
+                                  "--dir %s --save '' --appendonly yes --appendfsync always "
+                                  "--daemonize no --loglevel warning", dir, port, dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    int64_t deadline = th_now_ms() + 5000;
+    char ping[128];
+    snprintf(ping, sizeof ping, "redis-cli -p %d ping >/dev/null 2>&1", port);
+    while (system(ping) != 0) {
+        cr_assert(th_now_ms() < deadline, "the private Redis did not start");
+        usleep(50 * 1000);
+    }
+    return pid;
+}
+
+void th_redis_kill(pid_t pid)
+{
+    kill(pid, SIGCONT); /* a frozen one too */
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+}
+
 long th_http_connections_for_two(const char *url)
 {
     CURL *c = curl_easy_init();

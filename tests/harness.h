@@ -63,6 +63,15 @@ struct th_response {
 void th_http(const char *method, const char *url, const char *const *headers,
              struct th_response *resp);
 void th_response_free(struct th_response *resp);
+/* GETs url for at most ms milliseconds (then hangs up), adding the body bytes received to
+ * *received as they arrive; *status is the response's status. */
+void th_http_for(const char *url, const char *const *headers, long ms,
+                 _Atomic uint64_t *received, long *status);
+/* A Redis of the test's own on port (data in dir: an append-only file when keep_data, else
+ * an emptied directory), so it can be killed, frozen and restarted. */
+pid_t th_redis_private(int port, const char *dir, bool keep_data);
+/* Kills it as a crash would (SIGKILL; a frozen one too) and reaps it. */
+void th_redis_kill(pid_t pid);
 /* GETs url twice on one client handle; returns how many connections were opened. */
 long th_http_connections_for_two(const char *url);
 /* Performs method with body (len bytes; chunked when chunked is true) and headers. */

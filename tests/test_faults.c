@@ -199,49 +199,15 @@ Test(faults, two_flushers_at_once_apply_each_batch_once, .init = setup, .timeout
     th_gateway_stop(&gw);
 }
 
-/* A Redis of this test's own, so it can be stopped and started again, with its data
- * (an append-only file in dir) or empty. */
-static pid_t private_redis(int port, const char *dir, bool keep_data)
-{
-    char cmd[512];
-    if (!keep_data) /* an empty directory: Redis starts with no data */
-        snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && exec redis-server --port %d "
-                                  "--bind 127.0.0.1 --dir %s --save '' --appendonly no "
-                                  "--daemonize no --loglevel warning", dir, dir, port, dir);
-    else
-        snprintf(cmd, sizeof cmd, "mkdir -p %s && exec redis-server --port %d --bind 127.0.0.1 "
-                                  "--dir %s --save '' --appendonly yes --appendfsync always "
-                                  "--daemonize no --loglevel warning", dir, port, dir);
-    pid_t pid = fork();
-    if (pid == 0) {
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    int64_t deadline = th_now_ms() + 5000;
-    char ping[128];
-    snprintf(ping, sizeof ping, "redis-cli -p %d ping >/dev/null 2>&1", port);
-    while (system(ping) != 0) {
-        cr_assert(th_now_ms() < deadline, "the private Redis did not start");
-        usleep(50 * 1000);
-    }
-    return pid;
-}
-
-static void stop_redis(pid_t pid)
-{
-    kill(pid, SIGKILL); /* as a crash: the append-only file has every write (fsync always) */
-    waitpid(pid, NULL, 0);
-}
-
 /* Redis away for 30 s mid-workload (downloads go on), then back with or without its data. */
 static void redis_outage(bool keep_data)
 {
     int port = th_free_port();
     char dir[128];
     snprintf(dir, sizeof dir, "/tmp/hm-fault-redis-%d", (int)getpid());
-    pid_t redis = private_redis(port, dir, false); /* clean, then with an append-only file */
-    stop_redis(redis);
-    redis = private_redis(port, dir, true);
+    pid_t redis = th_redis_private(port, dir, false); /* clean, then with an append-only file */
+    th_redis_kill(redis);
+    redis = th_redis_private(port, dir, true);
     snprintf(redis_url, sizeof redis_url, "redis://127.0.0.1:%d/0", port);
     snprintf(env_redis, sizeof env_redis, "HUBMETER_REDIS_URL=%s", redis_url);
     /* No flusher yet: what is shipped sits in the stream only. */
@@ -249,7 +215,7 @@ static void redis_outage(bool keep_data)
     uint64_t bytes = workload(30);
     wait_logged(30);
     usleep(800 * 1000); /* shipped to Redis */
-    stop_redis(redis);
+    th_redis_kill(redis);
     int requests = 30;
     int64_t until = th_now_ms() + 30000;
     while (th_now_ms() < until) { /* served while Redis is away: kept in the journal */
@@ -257,14 +223,14 @@ static void redis_outage(bool keep_data)
         requests += 5;
         usleep(500 * 1000);
     }
-    redis = private_redis(port, dir, keep_data);
+    redis = th_redis_private(port, dir, keep_data);
     bytes += workload(10);
     assert_exact(bytes, requests + 10, true);
     th_gateway_stop(&gw);
     cr_assert(th_log_contains(&gw, "redis_unavailable"));
     if (!keep_data)
         cr_assert(th_log_contains(&gw, "redis_restarted"));
-    stop_redis(redis);
+    th_redis_kill(redis);
 }
 
 Test(faults, redis_away_30_s_and_back_empty_loses_nothing_the_journal_holds, .init = setup,

@@ -1,0 +1,249 @@
+/*
+ * Admission: which plan holds a request (the org's, or the anonymous plan per client
+ * network), the quota decision before the upstream is touched, the rate-limit headers on
+ * every response (IETF draft -10 in the form DESIGN.md gives, plus GitHub's X-RateLimit-*),
+ * 429 refusals with Retry-After and a JSON body, pacing of downloads while their org's
+ * byte bucket is in debt, and the end of each request's quota state.
+ * Plans are cached from PostgreSQL and reloaded every PLAN_TTL_MS, so plan changes reach
+ * every gateway within seconds; a plan not yet known triggers an early reload.
+ */
+#include "gateway/gw_int.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PLAN_TTL_MS 2000
+#define PLAN_MISS_RELOAD_MS 200
+#define PACE_SLICE_MS 250
+
+struct gw_plans {
+    pthread_mutex_t mu;
+    struct reg_plan *list;
+    size_t n;
+    int64_t loaded_ms;
+    bool loading;
+};
+
+struct gw_plans *gw_plans_new(void)
+{
+    struct gw_plans *p = calloc(1, sizeof *p);
+    if (p != NULL)
+        pthread_mutex_init(&p->mu, NULL);
+    return p;
+}
+
+void gw_plans_free(struct gw_plans *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_destroy(&p->mu);
+    free(p->list);
+    free(p);
+}
+
+/* Reloads the plans if they are older than max_age_ms; one thread loads, the others go on
+ * with what is cached. PostgreSQL away: the last plans stay in force. */
+static void plans_refresh(struct gw *gw, int64_t max_age_ms)
+{
+    struct gw_plans *p = gw->plans;
+    pthread_mutex_lock(&p->mu);
+    bool due = !p->loading && cm_mono_ms() - p->loaded_ms >= max_age_ms;
+    if (due)
+        p->loading = true;
+    pthread_mutex_unlock(&p->mu);
+    if (!due)
+        return;
+    struct reg_plan *list = NULL;
+    size_t n = 0;
+    char err[256];
+    PGconn *db = cm_pg_pool_get(gw->pg, 500);
+    int rc = db ? reg_plan_list(db, &list, &n, err, sizeof err) : CM_UNAVAIL;
+    if (db != NULL)
+        cm_pg_pool_put(gw->pg, db);
+    pthread_mutex_lock(&p->mu);
+    if (rc == CM_OK) {
+        free(p->list);
+        p->list = list;
+        p->n = n;
+    }
+    p->loaded_ms = cm_mono_ms();
+    p->loading = false;
+    pthread_mutex_unlock(&p->mu);
+    if (rc != CM_OK)
+        cm_log(CM_LOG_WARN, "plans_reload_failed", "error=\"%s\"",
+               db ? err : "no database connection");
+}
+
+static void to_meter_plan(const struct reg_plan *r, struct meter_plan *m)
+{
+    memset(m, 0, sizeof *m);
+    m->id = r->id;
+    cm_copy(m->name, sizeof m->name, r->name);
+    m->requests_per_minute = r->requests_per_minute;
+    m->request_burst = r->request_burst;
+    m->bytes_per_second = r->bytes_per_second;
+    m->byte_burst = r->byte_burst;
+    m->monthly_bytes = r->monthly_bytes;
+    m->max_concurrent = r->max_concurrent;
+    m->fail_closed = strcmp(r->failure_policy, "closed") == 0;
+    m->shadow = r->shadow;
+}
+
+/* The plan by id (id > 0) or by name; false when there is none. */
+static bool plan_lookup(struct gw *gw, int64_t id, const char *name, struct meter_plan *out)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        plans_refresh(gw, attempt == 0 ? PLAN_TTL_MS : PLAN_MISS_RELOAD_MS);
+        struct gw_plans *p = gw->plans;
+        bool found = false;
+        pthread_mutex_lock(&p->mu);
+        for (size_t i = 0; i < p->n && !found; i++)
+            if (id > 0 ? p->list[i].id == id : strcmp(p->list[i].name, name) == 0) {
+                to_meter_plan(&p->list[i], out);
+                found = true;
+            }
+        pthread_mutex_unlock(&p->mu);
+        if (found)
+            return true;
+    }
+    return false;
+}
+
+static enum MHD_Result refuse(struct gw_req *req, struct MHD_Connection *c)
+{
+    const struct meter_decision *d = &req->quota;
+    const struct meter_policy_state *s = &d->st[0]; /* the refusing policy comes first */
+    const char *policy = meter_policy_name(d->refused_by);
+    const char *code = d->refused_by == MQ_MONTHLY       ? "monthly_quota_exceeded"
+                       : d->refused_by == MQ_CONCURRENCY ? "too_many_downloads"
+                                                         : "rate_limited";
+    char message[256], reset[40];
+    if (d->refused_by == MQ_MONTHLY)
+        cm_fmt(message, sizeof message,
+               "the monthly download quota of %llu bytes is used up; it renews at %s",
+               (unsigned long long)s->limit,
+               cm_time_format(d->now_s + d->retry_after_s, reset, sizeof reset) == CM_OK ? reset
+                                                                                       : "?");
+    else if (d->refused_by == MQ_CONCURRENCY)
+        cm_fmt(message, sizeof message, "at most %llu downloads may run at once; retry when one "
+               "ends", (unsigned long long)s->limit);
+    else
+        cm_fmt(message, sizeof message, "more than %llu requests per %lld s; retry in %lld s",
+               (unsigned long long)s->limit, (long long)s->window_s,
+               (long long)d->retry_after_s);
+    cm_time_format(d->now_s + d->retry_after_s, reset, sizeof reset);
+    json_t *body = json_pack("{s:{s:s, s:s, s:s, s:I, s:I, s:I, s:s}}", "error", "code", code,
+                             "message", message, "policy", policy, "limit",
+                             (json_int_t)s->limit, "window_s", (json_int_t)s->window_s,
+                             "retry_after_s", (json_int_t)d->retry_after_s, "reset", reset);
+    cm_copy(req->refused_by, sizeof req->refused_by, policy);
+    return gw_reply_json(req, c, MHD_HTTP_TOO_MANY_REQUESTS, body);
+}
+
+int gw_admit(struct gw_req *req, struct MHD_Connection *c, enum MHD_Result *mhd)
+{
+    struct gw *gw = req->gw;
+    if (gw->quota == NULL)
+        return CM_OK;
+    struct meter_plan plan;
+    char subject[72];
+    int anchor = 1;
+    if (req->id.org_id != 0) {
+        if (req->id.plan_id == 0 || !plan_lookup(gw, req->id.plan_id, NULL, &plan))
+            return CM_OK; /* an org without a plan is not limited */
+        cm_fmt(subject, sizeof subject, "org:%lld", (long long)req->id.org_id);
+        anchor = req->id.anchor_day;
+    } else {
+        if (!plan_lookup(gw, 0, gw->cfg->anonymous_plan, &plan))
+            return CM_OK;
+        cm_fmt(subject, sizeof subject, "anon:%s", req->network);
+    }
+    bool head = strcmp(req->method, "HEAD") == 0;
+    bool download = !head && strcmp(req->method, "OPTIONS") != 0;
+    int64_t t0 = cm_now_us();
+    meter_quota_admit(gw->quota, &plan, subject, anchor, !head, download, &req->qflow,
+                      &req->quota);
+    gw_metrics_admission(&gw->metrics, cm_now_us() - t0);
+    req->quota_decided = true;
+    if (req->quota.admitted)
+        return CM_OK;
+    *mhd = refuse(req, c);
+    return CM_ERR;
+}
+
+void gw_quota_headers(struct gw_req *req, struct MHD_Response *resp)
+{
+    const struct meter_decision *d = &req->quota;
+    if (!req->quota_decided || d->n == 0)
+        return;
+    char policy[512], state[512];
+    size_t pl = 0, sl = 0;
+    for (int i = 0; i < d->n; i++) {
+        const struct meter_policy_state *s = &d->st[i];
+        const char *name = meter_policy_name(s->policy);
+        const char *unit = s->policy == MQ_REQUESTS      ? ""
+                           : s->policy == MQ_CONCURRENCY ? ";qu=\"concurrent-requests\""
+                                                         : ";qu=\"content-bytes\"";
+        char window[32] = "";
+        if (s->window_s > 0)
+            cm_fmt(window, sizeof window, ";w=%lld", (long long)s->window_s);
+        int n = snprintf(policy + pl, sizeof policy - pl, "%s\"%s\";q=%llu%s%s", i ? ", " : "",
+                         name, (unsigned long long)s->limit, unit, window);
+        if (n > 0 && (size_t)n < sizeof policy - pl)
+            pl += (size_t)n;
+        n = snprintf(state + sl, sizeof state - sl, "%s\"%s\";r=%llu;t=%lld", i ? ", " : "",
+                     name, (unsigned long long)s->remaining, (long long)s->reset_s);
+        if (n > 0 && (size_t)n < sizeof state - sl)
+            sl += (size_t)n;
+    }
+    MHD_add_response_header(resp, "RateLimit-Policy", policy);
+    MHD_add_response_header(resp, "RateLimit", state);
+    const struct meter_policy_state *s = &d->st[0];
+    char v[32];
+    cm_fmt(v, sizeof v, "%llu", (unsigned long long)s->limit);
+    MHD_add_response_header(resp, "X-RateLimit-Limit", v);
+    cm_fmt(v, sizeof v, "%llu", (unsigned long long)s->remaining);
+    MHD_add_response_header(resp, "X-RateLimit-Remaining", v);
+    cm_fmt(v, sizeof v, "%llu", (unsigned long long)(s->limit - s->remaining));
+    MHD_add_response_header(resp, "X-RateLimit-Used", v);
+    cm_fmt(v, sizeof v, "%lld", (long long)(d->now_s + s->reset_s));
+    MHD_add_response_header(resp, "X-RateLimit-Reset", v);
+    MHD_add_response_header(resp, "X-RateLimit-Resource", meter_policy_name(s->policy));
+    if (!d->admitted) {
+        cm_fmt(v, sizeof v, "%lld", (long long)d->retry_after_s);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
+    }
+}
+
+/* Waits ms for the paced stream, waking early only when the client hangs up. */
+static int pace_wait(struct gw_req *req, int64_t wait_us)
+{
+    int64_t until = cm_mono_ms() + (wait_us + 999) / 1000;
+    for (int64_t left = until - cm_mono_ms(); left > 0; left = until - cm_mono_ms()) {
+        struct pollfd p = {.fd = req->fd, .events = POLLRDHUP};
+        int n = poll(&p, 1, (int)(left < PACE_SLICE_MS ? left : PACE_SLICE_MS));
+        if (n > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
+            return CM_ERR;
+    }
+    return CM_OK;
+}
+
+int gw_quota_flow(struct gw_req *req, uint64_t n)
+{
+    if (!req->quota_decided || !req->qflow.bytes_tracked || n == 0)
+        return CM_OK;
+    int64_t wait_us = 0;
+    meter_quota_bytes(req->gw->quota, &req->qflow, n, &wait_us);
+    if (wait_us <= 0)
+        return CM_OK;
+    atomic_fetch_add(&req->gw->metrics.paced_us, (uint64_t)wait_us);
+    return pace_wait(req, wait_us);
+}
+
+void gw_quota_end(struct gw_req *req, unsigned status)
+{
+    if (req->quota_decided)
+        meter_quota_end(req->gw->quota, &req->qflow, status == MHD_HTTP_NOT_MODIFIED);
+}

@@ -1,0 +1,551 @@
+/*
+ * Quota decisions: admission (request bucket, monthly byte quota, concurrency) in one
+ * Redis script call, byte leases while a download streams (the byte bucket may go into
+ * debt, and the caller paces its stream until the debt is repaid, so every stream of an
+ * org on every gateway shares the plan's rate), and the end of a request (unused lease
+ * back, concurrency entry released, a 304's request token refunded).
+ * While Redis is unavailable (timeout, error, breaker open) decisions are local: request
+ * and byte buckets at the plan's rates divided by the live gateways; the monthly quota
+ * (last known usage plus local bytes) and concurrency (max ÷ live) are enforced only
+ * under the "closed" failure policy. The local table also remembers per subject what
+ * Redis last said, for those budgets.
+ */
+#include "meter/quota_int.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LOCAL_SLOTS 4096
+#define LEASE_MAX (8u << 20)
+#define LEASE_MIN (4u << 10)
+#define MEMBER_TTL_MS 60000
+#define MEMBER_REFRESH_MS 20000
+
+/* What this gateway knows of one subject: its local buckets (used while degraded), the
+ * monthly usage Redis last reported plus what was leased locally since, and downloads. */
+struct local_state {
+    char subject[72];
+    double rtok, btok;
+    int64_t rts_us, bts_us;
+    bool rinit, binit;
+    uint64_t month_used;  /* from Redis, plus leases since */
+    int active;           /* downloads of this subject running here */
+};
+
+struct meter_quota {
+    const struct hm_config *cfg;
+    struct quota_client *client;
+    pthread_mutex_t mu;
+    struct local_state *local;
+    _Atomic uint64_t seq;
+    _Atomic uint64_t degraded, would_refuse, refused[5];
+};
+
+const char *meter_policy_name(enum meter_policy p)
+{
+    switch (p) {
+    case MQ_REQUESTS: return "requests";
+    case MQ_BYTES: return "bytes";
+    case MQ_MONTHLY: return "monthly_bytes";
+    case MQ_CONCURRENCY: return "concurrency";
+    default: return "";
+    }
+}
+
+static enum meter_policy policy_from_name(const char *s)
+{
+    for (int p = MQ_REQUESTS; p <= MQ_CONCURRENCY; p++)
+        if (strcmp(s, meter_policy_name((enum meter_policy)p)) == 0)
+            return (enum meter_policy)p;
+    return MQ_NONE;
+}
+
+struct meter_quota *meter_quota_new(const struct hm_config *cfg, char *err, size_t errlen)
+{
+    struct meter_quota *q = calloc(1, sizeof *q);
+    if (q == NULL || (q->local = calloc(LOCAL_SLOTS, sizeof *q->local)) == NULL) {
+        free(q);
+        cm_fmt(err, errlen, "out of memory");
+        return NULL;
+    }
+    q->cfg = cfg;
+    pthread_mutex_init(&q->mu, NULL);
+    q->client = quota_client_new(cfg->redis_url, cfg->redis_timeout_ms, cfg->instance_id);
+    if (q->client == NULL) {
+        cm_fmt(err, errlen, "cannot start the quota client thread");
+        meter_quota_free(q);
+        return NULL;
+    }
+    return q;
+}
+
+void meter_quota_free(struct meter_quota *q)
+{
+    if (q == NULL)
+        return;
+    quota_client_free(q->client);
+    pthread_mutex_destroy(&q->mu);
+    free(q->local);
+    free(q);
+}
+
+/* ---- periods ------------------------------------------------------------------------------ */
+
+static int64_t month_start(int year, int mon, int day)
+{
+    struct tm tm = {.tm_year = year - 1900, .tm_mon = mon, .tm_mday = day};
+    return (int64_t)timegm(&tm);
+}
+
+/* The monthly period holding now_s for an anchor day: [start, end), and the next end.
+ * Names are the start dates (YYYYMMDD). */
+static void period_of(int64_t now_s, int anchor, int64_t *start, int64_t *end, int64_t *next_end,
+                      char *name, char *next_name, size_t namelen)
+{
+    time_t t = (time_t)now_s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    int year = tm.tm_year + 1900, mon = tm.tm_mon;
+    if (tm.tm_mday < anchor)
+        mon--;
+    *start = month_start(year, mon, anchor);
+    *end = month_start(year, mon + 1, anchor);
+    *next_end = month_start(year, mon + 2, anchor);
+    struct tm a, b;
+    time_t ts = (time_t)*start, te = (time_t)*end;
+    gmtime_r(&ts, &a);
+    gmtime_r(&te, &b);
+    cm_fmt(name, namelen, "m:%04d%02d%02d", a.tm_year + 1900, a.tm_mon + 1, a.tm_mday);
+    cm_fmt(next_name, namelen, "m:%04d%02d%02d", b.tm_year + 1900, b.tm_mon + 1, b.tm_mday);
+}
+
+/* ---- local state ---------------------------------------------------------------------------- */
+
+static int local_slot(const char *subject)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = subject; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return (int)(h % LOCAL_SLOTS);
+}
+
+/* The entry of subject (taking over its slot if another subject held it); under q->mu. */
+static struct local_state *local_get(struct meter_quota *q, const char *subject, int *slot)
+{
+    *slot = local_slot(subject);
+    struct local_state *e = &q->local[*slot];
+    if (strcmp(e->subject, subject) != 0) {
+        memset(e, 0, sizeof *e);
+        cm_copy(e->subject, sizeof e->subject, subject);
+    }
+    return e;
+}
+
+static double bucket_refill(double tok, int64_t *ts_us, bool *init, double cap, double per_us,
+                            int64_t now_us)
+{
+    if (!*init) {
+        *init = true;
+        *ts_us = now_us;
+        return cap;
+    }
+    if (now_us > *ts_us)
+        tok = fmin(cap, tok + (double)(now_us - *ts_us) * per_us);
+    *ts_us = now_us;
+    return tok;
+}
+
+/* ---- decisions -------------------------------------------------------------------------------- */
+
+static int64_t ceil_s(double us)
+{
+    return us <= 0 ? 0 : (int64_t)ceil(us / 1e6);
+}
+
+static void add_state(struct meter_decision *d, enum meter_policy p, uint64_t limit,
+                      double remaining, int64_t reset_s, int64_t window_s)
+{
+    struct meter_policy_state *s = &d->st[d->n++];
+    s->policy = p;
+    s->limit = limit;
+    s->remaining = remaining <= 0 ? 0 : remaining >= (double)limit ? limit : (uint64_t)remaining;
+    s->reset_s = reset_s;
+    s->window_s = window_s;
+}
+
+/* Orders the states: the refusing policy first, then the smallest remaining share. */
+static void sort_states(struct meter_decision *d)
+{
+    for (int i = 1; i < d->n; i++)
+        for (int k = i; k > 0; k--) {
+            struct meter_policy_state *a = &d->st[k - 1], *b = &d->st[k];
+            bool b_first = b->policy == d->refused_by && d->refused_by != MQ_NONE;
+            bool a_first = a->policy == d->refused_by && d->refused_by != MQ_NONE;
+            double sa = a->limit ? (double)a->remaining / (double)a->limit : 1;
+            double sb = b->limit ? (double)b->remaining / (double)b->limit : 1;
+            if (!(b_first || (!a_first && sb < sa)))
+                break;
+            struct meter_policy_state t = *a;
+            *a = *b;
+            *b = t;
+        }
+}
+
+struct admit_facts { /* what either Redis or the local budgets found */
+    bool admitted;
+    enum meter_policy refused;
+    double retry_us;
+    double rtok, rfill_us, btok, bfill_us;
+    uint64_t month_used;
+    int64_t month_end_us;
+    int64_t running;
+    int64_t now_us;
+};
+
+static void fill_decision(const struct meter_plan *p, int64_t period_s, const struct admit_facts *a,
+                          struct meter_decision *d)
+{
+    d->admitted = a->admitted;
+    d->would_refuse = a->admitted && a->refused != MQ_NONE;
+    d->refused_by = a->refused;
+    d->now_s = a->now_us / 1000000;
+    int64_t retry_s = ceil_s(a->retry_us);
+    if (a->refused != MQ_NONE && retry_s < 1)
+        retry_s = 1;
+    d->retry_after_s = a->refused != MQ_NONE ? retry_s : 0;
+    if (p->requests_per_minute > 0) {
+        int64_t cap = p->request_burst > 0 ? p->request_burst : p->requests_per_minute;
+        int64_t w = (cap * 60 + p->requests_per_minute - 1) / p->requests_per_minute;
+        add_state(d, MQ_REQUESTS, (uint64_t)cap, floor(a->rtok),
+                  a->refused == MQ_REQUESTS ? retry_s : ceil_s(a->rfill_us), w);
+    }
+    if (p->bytes_per_second > 0) {
+        int64_t cap = p->byte_burst > 0 ? p->byte_burst : p->bytes_per_second;
+        add_state(d, MQ_BYTES, (uint64_t)cap, floor(a->btok), ceil_s(a->bfill_us),
+                  (cap + p->bytes_per_second - 1) / p->bytes_per_second);
+    }
+    if (p->monthly_bytes > 0)
+        add_state(d, MQ_MONTHLY, (uint64_t)p->monthly_bytes,
+                  (double)p->monthly_bytes - (double)a->month_used,
+                  ceil_s((double)(a->month_end_us - a->now_us)), period_s);
+    if (p->max_concurrent > 0)
+        add_state(d, MQ_CONCURRENCY, (uint64_t)p->max_concurrent,
+                  (double)(p->max_concurrent - a->running),
+                  a->refused == MQ_CONCURRENCY ? retry_s : 0, 0);
+    sort_states(d);
+}
+
+static bool tracks_bytes(const struct meter_plan *p)
+{
+    return p->bytes_per_second > 0 || p->monthly_bytes > 0 || p->max_concurrent > 0;
+}
+
+static int64_t num(const redisReply *r, size_t i)
+{
+    if (i >= r->elements)
+        return 0;
+    const redisReply *e = r->element[i];
+    return e->type == REDIS_REPLY_INTEGER ? e->integer
+           : e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10) : 0;
+}
+
+static int admit_redis(struct meter_quota *q, const struct meter_flow *f, bool charge,
+                       const char *mname, const char *mnext, int64_t end_s, int64_t next_end_s,
+                       struct admit_facts *a)
+{
+    const struct meter_plan *p = &f->plan;
+    struct quota_job *j = quota_job_new(QS_ADMIT);
+    if (j == NULL)
+        return CM_UNAVAIL;
+    quota_job_key(j, f->subject, "r");
+    quota_job_key(j, f->subject, "b");
+    quota_job_key(j, f->subject, mname);
+    quota_job_key(j, f->subject, mnext);
+    quota_job_key(j, f->subject, "c");
+    quota_job_key(j, f->subject, "ev");
+    quota_job_arg(j, "%lld", (long long)p->requests_per_minute);
+    quota_job_arg(j, "%lld", (long long)p->request_burst);
+    quota_job_arg(j, "%lld", (long long)p->bytes_per_second);
+    quota_job_arg(j, "%lld", (long long)p->byte_burst);
+    quota_job_arg(j, "%lld", (long long)p->monthly_bytes);
+    quota_job_arg(j, "%d", (int)p->max_concurrent);
+    quota_job_arg(j, "%d", charge ? 1 : 0);
+    quota_job_arg(j, "%d", f->download ? 1 : 0);
+    quota_job_arg(j, "%s", f->member);
+    quota_job_arg(j, "%d", MEMBER_TTL_MS);
+    quota_job_arg(j, "%lld", (long long)end_s * 1000000);
+    quota_job_arg(j, "%lld", (long long)next_end_s * 1000000);
+    quota_job_arg(j, "%d", p->shadow ? 1 : 0);
+    if (quota_client_call(q->client, j) != CM_OK)
+        return CM_UNAVAIL;
+    const redisReply *r = j->reply;
+    int rc = CM_UNAVAIL;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 11) {
+        a->admitted = num(r, 0) == 1;
+        a->refused = r->element[1]->type == REDIS_REPLY_STRING
+                         ? policy_from_name(r->element[1]->str)
+                         : MQ_NONE;
+        a->retry_us = (double)num(r, 2);
+        a->rtok = (double)num(r, 3);
+        a->rfill_us = (double)num(r, 4);
+        a->btok = (double)num(r, 5);
+        a->bfill_us = (double)num(r, 6);
+        int64_t used = num(r, 7);
+        a->month_used = used > 0 ? (uint64_t)used : 0;
+        a->month_end_us = num(r, 8);
+        a->running = num(r, 9);
+        a->now_us = num(r, 10);
+        rc = CM_OK;
+    }
+    quota_job_free(j);
+    return rc;
+}
+
+/* The same decision from local budgets (plan ÷ live gateways); under q->mu. */
+static void admit_local(struct meter_quota *q, struct local_state *e, const struct meter_flow *f,
+                        bool charge, int64_t end_s, struct admit_facts *a)
+{
+    const struct meter_plan *p = &f->plan;
+    double live = (double)quota_client_live(q->client);
+    int64_t now = cm_now_us();
+    memset(a, 0, sizeof *a);
+    a->now_us = now;
+    a->month_end_us = end_s * 1000000;
+    double rcap = 0, rrate = 0;
+    if (p->requests_per_minute > 0) {
+        rcap = fmax(1, (double)(p->request_burst > 0 ? p->request_burst : p->requests_per_minute) / live);
+        rrate = (double)p->requests_per_minute / live / 60e6;
+        e->rtok = bucket_refill(e->rtok, &e->rts_us, &e->rinit, rcap, rrate, now);
+        a->rtok = e->rtok;
+        if (charge && e->rtok < 1) {
+            a->refused = MQ_REQUESTS;
+            a->retry_us = (1 - e->rtok) / rrate;
+        }
+    }
+    if (p->bytes_per_second > 0) {
+        double bcap = (double)(p->byte_burst > 0 ? p->byte_burst : p->bytes_per_second) / live;
+        double brate = (double)p->bytes_per_second / live / 1e6;
+        e->btok = bucket_refill(e->btok, &e->bts_us, &e->binit, bcap, brate, now);
+        a->btok = e->btok;
+        a->bfill_us = (bcap - e->btok) / brate;
+    }
+    a->month_used = e->month_used;
+    a->running = e->active;
+    if (p->fail_closed && f->download && a->refused == MQ_NONE) {
+        if (p->monthly_bytes > 0 && charge && e->month_used >= (uint64_t)p->monthly_bytes) {
+            a->refused = MQ_MONTHLY;
+            a->retry_us = (double)(a->month_end_us - now);
+        } else if (p->max_concurrent > 0 &&
+                   e->active >= (int)fmax(1, floor(p->max_concurrent / live))) {
+            a->refused = MQ_CONCURRENCY;
+            a->retry_us = 1e6;
+        }
+    }
+    a->admitted = a->refused == MQ_NONE || p->shadow;
+    if (a->admitted && rrate > 0 && charge)
+        e->rtok = fmax(0, e->rtok - 1);
+    if (rrate > 0)
+        a->rfill_us = (rcap - e->rtok) / rrate;
+    a->rtok = e->rtok;
+}
+
+void meter_quota_admit(struct meter_quota *q, const struct meter_plan *plan, const char *subject,
+                       int anchor_day, bool charge, bool download, struct meter_flow *f,
+                       struct meter_decision *d)
+{
+    memset(d, 0, sizeof *d);
+    memset(f, 0, sizeof *f);
+    f->plan = *plan;
+    f->local_slot = -1;
+    cm_copy(f->subject, sizeof f->subject, subject);
+    f->anchor_day = anchor_day >= 1 && anchor_day <= 28 ? anchor_day : 1;
+    f->download = download;
+    f->bytes_tracked = download && tracks_bytes(plan);
+    if (download && plan->max_concurrent > 0)
+        cm_fmt(f->member, sizeof f->member, "%s:%llu", q->cfg->instance_id,
+               (unsigned long long)atomic_fetch_add(&q->seq, 1));
+    int64_t start, end, next_end;
+    char mname[48], mnext[48];
+    period_of(cm_now_us() / 1000000, f->anchor_day, &start, &end, &next_end, mname, mnext,
+              sizeof mname);
+    struct admit_facts a = {0};
+    bool remote = admit_redis(q, f, charge, mname, mnext, end, next_end, &a) == CM_OK;
+    int slot;
+    pthread_mutex_lock(&q->mu);
+    struct local_state *e = local_get(q, f->subject, &slot);
+    if (remote) {
+        e->month_used = a.month_used;
+    } else {
+        admit_local(q, e, f, charge, end, &a);
+        d->degraded = true;
+        atomic_fetch_add(&q->degraded, 1);
+    }
+    if (a.admitted && download) {
+        e->active++;
+        f->local_slot = slot;
+    }
+    pthread_mutex_unlock(&q->mu);
+    if (!a.admitted || !download)
+        f->member[0] = '\0'; /* no concurrency entry was taken */
+    f->admitted = a.admitted;
+    f->charged = a.admitted && charge;
+    f->lease_ts_ms = cm_mono_ms();
+    fill_decision(plan, end - start, &a, d);
+    if (!a.admitted)
+        atomic_fetch_add(&q->refused[a.refused], 1);
+    else if (a.refused != MQ_NONE)
+        atomic_fetch_add(&q->would_refuse, 1);
+}
+
+/* The lease a download takes at a time: a quarter second of the plan's rate, between
+ * 4 KiB and 8 MiB, so slow plans shape smoothly and fast ones rarely call Redis. */
+static uint64_t lease_size(const struct meter_plan *p)
+{
+    if (p->bytes_per_second <= 0)
+        return LEASE_MAX;
+    uint64_t l = (uint64_t)p->bytes_per_second / 4;
+    return l < LEASE_MIN ? LEASE_MIN : l > LEASE_MAX ? LEASE_MAX : l;
+}
+
+static int lease_redis(struct meter_quota *q, struct meter_flow *f, uint64_t amount,
+                       int64_t *wait_us)
+{
+    int64_t start, end, next_end;
+    char mname[48], mnext[48];
+    period_of(cm_now_us() / 1000000, f->anchor_day, &start, &end, &next_end, mname, mnext,
+              sizeof mname);
+    struct quota_job *j = quota_job_new(QS_LEASE);
+    if (j == NULL)
+        return CM_UNAVAIL;
+    quota_job_key(j, f->subject, "b");
+    quota_job_key(j, f->subject, mname);
+    quota_job_key(j, f->subject, mnext);
+    quota_job_key(j, f->subject, "c");
+    quota_job_arg(j, "%lld", (long long)f->plan.bytes_per_second);
+    quota_job_arg(j, "%lld", (long long)f->plan.byte_burst);
+    quota_job_arg(j, "%llu", (unsigned long long)amount);
+    quota_job_arg(j, "%d", f->plan.monthly_bytes > 0 ? 1 : 0);
+    quota_job_arg(j, "%lld", (long long)end * 1000000);
+    quota_job_arg(j, "%s", f->member);
+    quota_job_arg(j, "%d", MEMBER_TTL_MS);
+    if (quota_client_call(q->client, j) != CM_OK)
+        return CM_UNAVAIL;
+    int rc = CM_UNAVAIL;
+    if (j->reply->type == REDIS_REPLY_ARRAY && j->reply->elements >= 3) {
+        *wait_us = num(j->reply, 0);
+        rc = CM_OK;
+    }
+    quota_job_free(j);
+    return rc;
+}
+
+/* A lease from the local byte bucket (rate ÷ live gateways), in debt like Redis's. */
+static void lease_local(struct meter_quota *q, struct local_state *e, const struct meter_flow *f,
+                        uint64_t amount, int64_t *wait_us)
+{
+    *wait_us = 0;
+    if (f->plan.bytes_per_second <= 0)
+        return;
+    double live = (double)quota_client_live(q->client);
+    double cap = (double)(f->plan.byte_burst > 0 ? f->plan.byte_burst : f->plan.bytes_per_second) / live;
+    double rate = (double)f->plan.bytes_per_second / live / 1e6;
+    e->btok = bucket_refill(e->btok, &e->bts_us, &e->binit, cap, rate, cm_now_us()) - (double)amount;
+    if (e->btok < 0)
+        *wait_us = (int64_t)ceil(-e->btok / rate);
+}
+
+void meter_quota_bytes(struct meter_quota *q, struct meter_flow *f, uint64_t n, int64_t *wait_us)
+{
+    *wait_us = 0;
+    if (!f->bytes_tracked || !f->admitted)
+        return;
+    bool refresh = f->member[0] != '\0' && cm_mono_ms() - f->lease_ts_ms > MEMBER_REFRESH_MS;
+    if (f->lease_left >= n && !refresh) {
+        f->lease_left -= n;
+        return;
+    }
+    uint64_t amount = 0;
+    if (f->lease_left < n) {
+        amount = lease_size(&f->plan);
+        if (amount < n - f->lease_left)
+            amount = n - f->lease_left;
+    }
+    bool remote = lease_redis(q, f, amount, wait_us) == CM_OK;
+    int slot;
+    pthread_mutex_lock(&q->mu);
+    struct local_state *e = local_get(q, f->subject, &slot);
+    if (!remote) {
+        lease_local(q, e, f, amount, wait_us);
+        atomic_fetch_add(&q->degraded, 1);
+    }
+    e->month_used += amount;
+    pthread_mutex_unlock(&q->mu);
+    f->lease_ts_ms = cm_mono_ms();
+    f->leased += amount;
+    f->lease_left = f->lease_left + amount - n;
+}
+
+void meter_quota_end(struct meter_quota *q, struct meter_flow *f, bool refund)
+{
+    if (!f->admitted)
+        return;
+    if (f->local_slot >= 0) {
+        pthread_mutex_lock(&q->mu);
+        struct local_state *e = &q->local[f->local_slot];
+        if (strcmp(e->subject, f->subject) == 0) {
+            if (e->active > 0)
+                e->active--;
+            e->month_used -= f->lease_left < e->month_used ? f->lease_left : e->month_used;
+        }
+        pthread_mutex_unlock(&q->mu);
+    }
+    bool give_back = f->bytes_tracked && f->lease_left > 0;
+    bool refund_token = refund && f->charged && f->plan.requests_per_minute > 0;
+    if (!give_back && f->member[0] == '\0' && !refund_token)
+        return;
+    int64_t start, end, next_end;
+    char mname[48], mnext[48];
+    period_of(cm_now_us() / 1000000, f->anchor_day, &start, &end, &next_end, mname, mnext,
+              sizeof mname);
+    struct quota_job *j = quota_job_new(QS_END);
+    if (j == NULL)
+        return;
+    quota_job_key(j, f->subject, "r");
+    quota_job_key(j, f->subject, "b");
+    quota_job_key(j, f->subject, mname);
+    quota_job_key(j, f->subject, mnext);
+    quota_job_key(j, f->subject, "c");
+    quota_job_arg(j, "%lld", (long long)f->plan.requests_per_minute);
+    quota_job_arg(j, "%lld", (long long)f->plan.request_burst);
+    quota_job_arg(j, "%lld", (long long)f->plan.bytes_per_second);
+    quota_job_arg(j, "%lld", (long long)f->plan.byte_burst);
+    quota_job_arg(j, "%llu", (unsigned long long)(give_back ? f->lease_left : 0));
+    quota_job_arg(j, "%d", f->plan.monthly_bytes > 0 ? 1 : 0);
+    quota_job_arg(j, "%lld", (long long)end * 1000000);
+    quota_job_arg(j, "%s", f->member);
+    quota_job_arg(j, "%d", refund_token ? 1 : 0);
+    quota_client_send(q->client, j);
+    f->lease_left = 0;
+    f->member[0] = '\0';
+}
+
+void meter_quota_stats(struct meter_quota *q, struct meter_quota_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    quota_client_counts(q->client, &out->redis_calls, &out->redis_errors, &out->redis_timeouts);
+    out->degraded_decisions = atomic_load(&q->degraded);
+    out->would_refuse = atomic_load(&q->would_refuse);
+    for (int i = 0; i < 5; i++)
+        out->refused[i] = atomic_load(&q->refused[i]);
+    out->breaker_open = quota_client_open(q->client);
+    out->live_gateways = quota_client_live(q->client);
+}
+
+bool meter_quota_redis_ok(struct meter_quota *q)
+{
+    return !quota_client_open(q->client);
+}

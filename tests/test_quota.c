@@ -1,0 +1,513 @@
+/*
+ * Quotas end to end: real gateways (one or two sharing Redis and PostgreSQL), plans made
+ * with the CLI, and what clients see — 429s with truthful Retry-After and rate-limit
+ * headers, request limits that hold across gateways, byte rates shaped across parallel
+ * connections, monthly quotas, concurrency, shadow mode, HEAD/304 for free, and Redis
+ * killed or frozen under load.
+ */
+#include <criterion/criterion.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+
+static char db_url[512], redis_url[256];
+static char env_db[600], env_redis[300], env_up[600];
+static char key[128], auth[200];
+
+/* A fresh database, a plan made from flags, an org "acme" on it with a key. */
+static void setup_plan(const char *upstream, const char *redis, const char *const *plan_flags)
+{
+    th_db_new(db_url, sizeof db_url);
+    if (redis == NULL) {
+        th_redis_new(redis_url, sizeof redis_url);
+        redis = redis_url;
+    }
+    snprintf(env_db, sizeof env_db, "HUBMETER_DATABASE_URL=%s", db_url);
+    snprintf(env_redis, sizeof env_redis, "HUBMETER_REDIS_URL=%s", redis);
+    snprintf(env_up, sizeof env_up, "HUBMETER_UPSTREAM=%s", upstream);
+    const char *env[] = {env_db, env_redis, env_up, NULL};
+    const char *args[32] = {"plans", "create", "limited"};
+    int n = 3;
+    for (int i = 0; plan_flags[i] != NULL && n < 31; i++)
+        args[n++] = plan_flags[i];
+    args[n] = NULL;
+    struct th_run r;
+    th_hubmeter(&r, env, args);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_hubmeter(&r, env, (const char *[]){"orgs", "create", "acme", "--plan", "limited", NULL});
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_hubmeter(&r, env, (const char *[]){"keys", "create", "acme", NULL});
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_last_line(r.out, key, sizeof key);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+}
+
+static const char *file_upstream(void)
+{
+    static char up[512];
+    snprintf(up, sizeof up, "file://%s", th_env("HM_TEST_WWW"));
+    return up;
+}
+
+static void start_gateway(struct th_gateway *g, const char *extra)
+{
+    const char *env[] = {env_db, env_redis, env_up, "HUBMETER_FLUSHER=off", extra, NULL};
+    th_gateway_start(g, env);
+}
+
+static long get(const struct th_gateway *g, const char *method, const char *path,
+                const char *extra_header, struct th_response *resp)
+{
+    char u[256];
+    snprintf(u, sizeof u, "%s%s", g->base, path);
+    const char *h[] = {auth, extra_header, NULL};
+    th_http(method, u, h, resp);
+    return resp->status;
+}
+
+static long header_num(const struct th_response *r, const char *name)
+{
+    char v[64];
+    cr_assert(th_header(r, name, v, sizeof v), "no %s header (status %ld)", name, r->status);
+    return strtol(v, NULL, 10);
+}
+
+/* The "r" and "t" of policy in the RateLimit header; false when the policy is absent. */
+static bool ratelimit_of(const struct th_response *r, const char *policy, long *rem, long *t)
+{
+    char v[512], pat[64];
+    if (!th_header(r, "RateLimit", v, sizeof v))
+        return false;
+    snprintf(pat, sizeof pat, "\"%s\";r=", policy);
+    const char *p = strstr(v, pat);
+    if (p == NULL)
+        return false;
+    char *end;
+    *rem = strtol(p + strlen(pat), &end, 10);
+    cr_assert(strncmp(end, ";t=", 3) == 0, "r must come right before t: %s", v);
+    *t = strtol(end + 3, NULL, 10);
+    return true;
+}
+
+/* Every 429 is consistent: JSON naming the policy, Retry-After >= 1 and >= t, the refusing
+ * policy first in RateLimit with r=0, GitHub-style remaining 0. */
+static void assert_refusal(const struct th_response *r, const char *policy)
+{
+    cr_assert_eq(r->status, 429, "status %ld: %s", r->status, r->body);
+    json_t *doc = json_loads(r->body, 0, NULL);
+    cr_assert(doc != NULL, "not JSON: %s", r->body);
+    json_t *err = json_object_get(doc, "error");
+    cr_assert_str_eq(json_string_value(json_object_get(err, "policy")), policy);
+    cr_assert(json_integer_value(json_object_get(err, "limit")) > 0);
+    cr_assert(json_string_length(json_object_get(err, "reset")) == 20, "%s", r->body);
+    long retry = header_num(r, "Retry-After");
+    cr_assert_geq(retry, 1);
+    cr_assert_eq(json_integer_value(json_object_get(err, "retry_after_s")), retry);
+    json_decref(doc);
+    char v[512], first[64];
+    cr_assert(th_header(r, "RateLimit", v, sizeof v));
+    snprintf(first, sizeof first, "\"%s\";r=0;t=", policy);
+    cr_assert(strncmp(v, first, strlen(first)) == 0, "the refusing policy first with r=0: %s", v);
+    long t = strtol(v + strlen(first), NULL, 10);
+    cr_assert_geq(retry, t, "Retry-After (%ld) never earlier than t (%ld)", retry, t);
+    cr_assert_eq(header_num(r, "X-RateLimit-Remaining"), 0);
+    cr_assert(th_header(r, "X-RateLimit-Resource", v, sizeof v));
+    cr_assert_str_eq(v, policy);
+}
+
+Test(quota, request_limit_holds_across_two_gateways_with_consistent_headers, .timeout = 120)
+{
+    /* 40 per window, refilling 40 per minute: the burst is spent in a few seconds. */
+    setup_plan(file_upstream(), NULL,
+               (const char *[]){"--requests-per-minute", "40", "--request-burst", "40", NULL});
+    struct th_gateway a, b;
+    start_gateway(&a, NULL);
+    start_gateway(&b, NULL);
+    int64_t t0 = th_now_ms();
+    int admitted = 0, refused = 0;
+    long last_remaining = 41;
+    for (int i = 0; i < 100; i++) {
+        struct th_response r;
+        get(i % 2 ? &b : &a, "GET", "/acme/model/resolve/main/config.json", NULL, &r);
+        char pol[256];
+        cr_assert(th_header(&r, "RateLimit-Policy", pol, sizeof pol));
+        cr_assert(strstr(pol, "\"requests\";q=40;w=60") != NULL, "%s", pol);
+        long rem, t;
+        cr_assert(ratelimit_of(&r, "requests", &rem, &t));
+        if (r.status == 200) {
+            admitted++;
+            cr_assert_lt(rem, last_remaining + 1, "remaining only falls while the burst is spent");
+            cr_assert_eq(header_num(&r, "X-RateLimit-Remaining"), rem);
+            last_remaining = rem;
+        } else {
+            refused++;
+            assert_refusal(&r, "requests");
+        }
+        th_response_free(&r);
+    }
+    double elapsed_s = (double)(th_now_ms() - t0) / 1000.0;
+    /* The bucket held 40 and refilled 40/60 per second while the test ran; tolerance 1. */
+    int allowed = 40 + (int)(elapsed_s * 40.0 / 60.0) + 1;
+    cr_assert_leq(admitted, allowed, "admitted %d in %.1f s through two gateways (max %d)",
+                  admitted, elapsed_s, allowed);
+    cr_assert_geq(admitted, 40, "the whole burst is usable (admitted %d)", admitted);
+    cr_assert_gt(refused, 0);
+    th_gateway_stop(&a);
+    th_gateway_stop(&b);
+}
+
+Test(quota, denied_requests_do_not_extend_the_lockout_and_retry_after_is_truthful,
+     .timeout = 120)
+{
+    /* One request per 2 seconds, burst 2. */
+    setup_plan(file_upstream(), NULL,
+               (const char *[]){"--requests-per-minute", "30", "--request-burst", "2", NULL});
+    struct th_gateway g;
+    start_gateway(&g, NULL);
+    struct th_response r;
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r), 200);
+        th_response_free(&r);
+    }
+    get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r);
+    assert_refusal(&r, "requests");
+    long retry = header_num(&r, "Retry-After");
+    cr_assert_leq(retry, 2, "one token comes every 2 s");
+    th_response_free(&r);
+    int64_t refused_at = th_now_ms();
+    for (int i = 0; i < 30; i++) { /* hammering while refused must not push the reset back */
+        get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r);
+        assert_refusal(&r, "requests");
+        th_response_free(&r);
+    }
+    int64_t wait_ms = refused_at + retry * 1000 - th_now_ms();
+    if (wait_ms > 0)
+        usleep((useconds_t)wait_ms * 1000);
+    cr_assert_eq(get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r), 200,
+                 "a client that waits Retry-After succeeds: %s", r.body);
+    th_response_free(&r);
+    th_gateway_stop(&g);
+}
+
+struct puller {
+    const struct th_gateway *g;
+    _Atomic uint64_t *received;
+    long ms;
+    long status;
+};
+
+/* Pulls big.bin (64 MiB) for p->ms, then hangs up. */
+static void *pull_big(void *arg)
+{
+    struct puller *p = arg;
+    char u[256];
+    snprintf(u, sizeof u, "%s/acme/model/resolve/main/big.bin", p->g->base);
+    const char *h[] = {auth, NULL};
+    th_http_for(u, h, p->ms, p->received, &p->status);
+    return NULL;
+}
+
+static void shaped_rate(const char *upstream)
+{
+    /* 3 MB/s with a 750 kB burst: 30 MB (+ the burst) in 10 s, whatever the connections. */
+    const long rate = 3000000;
+    setup_plan(upstream, NULL,
+               (const char *[]){"--bytes-per-second", "3000000", "--byte-burst", "750000", NULL});
+    struct th_gateway a, b;
+    start_gateway(&a, NULL);
+    start_gateway(&b, NULL);
+    _Atomic uint64_t received = 0;
+    struct puller p[4];
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) {
+        p[i] = (struct puller){.g = i % 2 ? &b : &a, .received = &received, .ms = 10000};
+        pthread_create(&t[i], NULL, pull_big, &p[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(p[i].status, 200);
+    }
+    double got = (double)atomic_load(&received), want = (double)rate * 10;
+    cr_assert(got >= want * 0.9 && got <= want * 1.1 + 750000,
+              "4 connections through 2 gateways got %.0f bytes in 10 s; the plan allows %.0f "
+              "(+-10%%)", got, want);
+    th_gateway_stop(&a);
+    th_gateway_stop(&b);
+}
+
+Test(quota, bytes_are_shaped_to_the_plan_rate_across_connections_and_gateways_nginx,
+     .timeout = 120)
+{
+    shaped_rate(th_env("HM_TEST_NGINX_URL"));
+}
+
+Test(quota, bytes_are_shaped_to_the_plan_rate_across_connections_and_gateways_file,
+     .timeout = 120)
+{
+    shaped_rate(file_upstream());
+}
+
+Test(quota, a_monthly_quota_crossing_refuses_new_downloads_and_lets_the_running_one_finish,
+     .timeout = 120)
+{
+    setup_plan(file_upstream(), NULL, (const char *[]){"--monthly-bytes", "10000000", NULL});
+    struct th_gateway g;
+    start_gateway(&g, NULL);
+    struct th_response r;
+    cr_assert_eq(get(&g, "HEAD", "/acme/model/resolve/main/big.bin", NULL, &r), 200);
+    long rem, t;
+    cr_assert(ratelimit_of(&r, "monthly_bytes", &rem, &t));
+    cr_assert_eq(rem, 10000000, "nothing is used yet");
+    th_response_free(&r);
+    /* 64 MiB against a 10 MB month: admitted while under, it runs to its end. */
+    _Atomic uint64_t received = 0;
+    long status = 0;
+    char u[256];
+    snprintf(u, sizeof u, "%s/acme/model/resolve/main/big.bin", g.base);
+    th_http_for(u, (const char *[]){auth, NULL}, 60000, &received, &status);
+    cr_assert_eq(status, 200);
+    cr_assert_eq(atomic_load(&received), 64u << 20, "the running download finishes whole");
+    get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r);
+    assert_refusal(&r, "monthly_bytes");
+    long retry = header_num(&r, "Retry-After");
+    cr_assert_gt(retry, 0);
+    cr_assert_leq(retry, 31L * 86400, "it renews at the start of the next period");
+    char pol[256];
+    cr_assert(th_header(&r, "RateLimit-Policy", pol, sizeof pol));
+    cr_assert(strstr(pol, "\"monthly_bytes\";q=10000000;qu=\"content-bytes\";w=") != NULL, "%s",
+              pol);
+    th_response_free(&r);
+    /* HEAD never consumes nor is refused by the download quota. */
+    cr_assert_eq(get(&g, "HEAD", "/acme/model/resolve/main/config.json", NULL, &r), 200);
+    th_response_free(&r);
+    th_gateway_stop(&g);
+}
+
+Test(quota, shadow_mode_never_refuses_and_still_reports, .timeout = 120)
+{
+    setup_plan(file_upstream(), NULL,
+               (const char *[]){"--requests-per-minute", "60", "--request-burst", "3",
+                                "--shadow", NULL});
+    struct th_gateway g;
+    start_gateway(&g, NULL);
+    struct th_response r;
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r), 200);
+        long rem, t;
+        cr_assert(ratelimit_of(&r, "requests", &rem, &t));
+        if (i >= 3)
+            cr_assert_eq(rem, 0, "the headers report the exhausted bucket");
+        th_response_free(&r);
+    }
+    char u[256];
+    snprintf(u, sizeof u, "%s/-/metrics", g.base);
+    th_http("GET", u, NULL, &r);
+    const char *m = strstr(r.body, "\nhubmeter_quota_shadow_refusals_total ");
+    cr_assert(m != NULL);
+    cr_assert_geq(strtol(m + strlen("\nhubmeter_quota_shadow_refusals_total "), NULL, 10), 6);
+    th_response_free(&r);
+    th_gateway_stop(&g);
+    cr_assert(th_log_contains(&g, "decision=shadow_refused"));
+}
+
+Test(quota, head_and_304_revalidations_are_free, .timeout = 120)
+{
+    setup_plan(file_upstream(), NULL,
+               (const char *[]){"--requests-per-minute", "6", "--request-burst", "3", NULL});
+    struct th_gateway g;
+    start_gateway(&g, NULL);
+    struct th_response r;
+    long rem, t;
+    for (int i = 0; i < 6; i++) {
+        cr_assert_eq(get(&g, "HEAD", "/acme/model/resolve/main/config.json", NULL, &r), 200);
+        cr_assert(ratelimit_of(&r, "requests", &rem, &t));
+        cr_assert_eq(rem, 3, "HEAD spends nothing");
+        th_response_free(&r);
+    }
+    cr_assert_eq(get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r), 200);
+    char etag[128], inm[160];
+    cr_assert(th_header(&r, "ETag", etag, sizeof etag));
+    th_response_free(&r);
+    snprintf(inm, sizeof inm, "If-None-Match: %s", etag);
+    for (int i = 0; i < 5; i++) { /* more revalidations than the bucket holds */
+        cr_assert_eq(get(&g, "GET", "/acme/model/resolve/main/config.json", inm, &r), 304);
+        th_response_free(&r);
+        usleep(100 * 1000); /* the refund is sent after the response */
+    }
+    cr_assert_eq(get(&g, "HEAD", "/acme/model/resolve/main/config.json", NULL, &r), 200);
+    cr_assert(ratelimit_of(&r, "requests", &rem, &t));
+    cr_assert_eq(rem, 2, "only the one GET of a body was charged (remaining %ld)", rem);
+    th_response_free(&r);
+    th_gateway_stop(&g);
+}
+
+Test(quota, a_download_over_the_concurrency_limit_gets_429_until_one_ends, .timeout = 120)
+{
+    /* Paced to 2 MB/s, two 64 MiB downloads stay running for the 3 s they are pulled. */
+    setup_plan(file_upstream(), NULL,
+               (const char *[]){"--max-concurrent", "2", "--bytes-per-second", "2000000", NULL});
+    struct th_gateway g;
+    start_gateway(&g, NULL);
+    _Atomic uint64_t received = 0;
+    struct puller p[2] = {{.g = &g, .received = &received, .ms = 3000},
+                          {.g = &g, .received = &received, .ms = 3000}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, pull_big, &p[i]);
+    usleep(1000 * 1000);
+    struct th_response r;
+    get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r);
+    assert_refusal(&r, "concurrency");
+    th_response_free(&r);
+    for (int i = 0; i < 2; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(p[i].status, 200);
+    }
+    usleep(300 * 1000); /* the slots are released as the hung-up downloads end */
+    cr_assert_eq(get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r), 200, "%s",
+                 r.body);
+    th_response_free(&r);
+    th_gateway_stop(&g);
+}
+
+Test(quota, anonymous_traffic_has_its_own_plan_per_network, .timeout = 120)
+{
+    setup_plan(file_upstream(), NULL, (const char *[]){"--requests-per-minute", "600", NULL});
+    const char *env[] = {env_db, env_redis, env_up, NULL};
+    struct th_run run;
+    th_hubmeter(&run, env,
+                (const char *[]){"plans", "create", "anonymous", "--requests-per-minute", "60",
+                                 "--request-burst", "2", NULL});
+    cr_assert_eq(run.status, 0, "%s", run.err);
+    struct th_gateway g;
+    start_gateway(&g, NULL);
+    char u[256];
+    snprintf(u, sizeof u, "%s/acme/model/resolve/main/config.json", g.base);
+    struct th_response r;
+    for (int i = 0; i < 2; i++) {
+        th_http("GET", u, NULL, &r);
+        cr_assert_eq(r.status, 200);
+        th_response_free(&r);
+    }
+    th_http("GET", u, NULL, &r);
+    assert_refusal(&r, "requests");
+    th_response_free(&r);
+    /* The org's own plan is untouched by the anonymous network's bucket. */
+    cr_assert_eq(get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r), 200);
+    th_response_free(&r);
+    th_gateway_stop(&g);
+}
+
+static long metric(const struct th_gateway *g, const char *name)
+{
+    char u[256], pat[128];
+    snprintf(u, sizeof u, "%s/-/metrics", g->base);
+    snprintf(pat, sizeof pat, "\n%s ", name);
+    struct th_response r;
+    th_http("GET", u, NULL, &r);
+    const char *m = strstr(r.body, pat);
+    cr_assert(m != NULL, "no %s", name);
+    long v = strtol(m + strlen(pat), NULL, 10);
+    th_response_free(&r);
+    return v;
+}
+
+static int cmp_ms(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* p99 of n requests' times (ms); all must be answered 200 or 429 by policy. */
+static int64_t p99_of_requests(const struct th_gateway *g, int n, int *ok, int *refused)
+{
+    int64_t *ms = calloc((size_t)n, sizeof *ms);
+    *ok = *refused = 0;
+    for (int i = 0; i < n; i++) {
+        struct th_response r;
+        int64_t t0 = th_now_ms();
+        get(g, "GET", "/acme/model/resolve/main/config.json", NULL, &r);
+        ms[i] = th_now_ms() - t0;
+        cr_assert(r.status == 200 || r.status == 429, "status %ld with Redis away: %s", r.status,
+                  r.body);
+        *ok += r.status == 200;
+        *refused += r.status == 429;
+        th_response_free(&r);
+    }
+    qsort(ms, (size_t)n, sizeof *ms, cmp_ms);
+    int64_t p99 = ms[(n * 99) / 100];
+    free(ms);
+    return p99;
+}
+
+static void redis_trouble(int sig)
+{
+    int port = th_free_port();
+    char dir[128], url[128];
+    snprintf(dir, sizeof dir, "/tmp/hm-quota-redis-%d-%d", (int)getpid(), port);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    pid_t redis = th_redis_private(port, dir, false);
+    /* 120 per minute (burst 60): enough for the test's requests while Redis is up. */
+    setup_plan(file_upstream(), url,
+               (const char *[]){"--requests-per-minute", "120", "--request-burst", "60", NULL});
+    struct th_gateway g;
+    start_gateway(&g, "HUBMETER_REDIS_TIMEOUT_MS=50");
+    int ok, refused;
+    int64_t base = p99_of_requests(&g, 20, &ok, &refused);
+    cr_assert_eq(ok, 20);
+    if (sig == SIGSTOP)
+        kill(redis, SIGSTOP); /* connections hang instead of failing */
+    else
+        th_redis_kill(redis);
+    int64_t p99 = p99_of_requests(&g, 100, &ok, &refused);
+    cr_assert_leq(p99, base + 50 + 20,
+                  "p99 %lld ms with Redis %s (timeout 50 ms, %lld ms before)", (long long)p99,
+                  sig == SIGSTOP ? "frozen" : "killed", (long long)base);
+    /* Local budget: the plan's burst ÷ live gateways (1) — then refusals, never errors. */
+    cr_assert_geq(ok, 55, "served from the local budget: %d", ok);
+    cr_assert_gt(refused, 0, "the local budget is enforced (failure policy open)");
+    cr_assert_gt(metric(&g, "hubmeter_quota_degraded_decisions_total"), 0);
+    char ready[256];
+    snprintf(ready, sizeof ready, "%s/-/readyz", g.base);
+    struct th_response r;
+    th_http("GET", ready, NULL, &r);
+    cr_assert_eq(r.status, 200, "ready while serving under the policy: %s", r.body);
+    cr_assert(strstr(r.body, "\"quotas\":\"local_budgets\"") != NULL, "%s", r.body);
+    th_response_free(&r);
+    if (sig == SIGSTOP)
+        kill(redis, SIGCONT);
+    else
+        redis = th_redis_private(port, dir, false);
+    /* Enforcement resumes through Redis: decisions stop being local. */
+    int64_t deadline = th_now_ms() + 10000;
+    long degraded = 0, before = -1;
+    while (th_now_ms() < deadline) {
+        before = metric(&g, "hubmeter_quota_degraded_decisions_total");
+        struct th_response x;
+        get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &x);
+        th_response_free(&x);
+        degraded = metric(&g, "hubmeter_quota_degraded_decisions_total");
+        if (degraded == before)
+            break;
+        usleep(200 * 1000);
+    }
+    cr_assert_eq(degraded, before, "decisions are made in Redis again");
+    th_gateway_stop(&g);
+    th_redis_kill(redis);
+}
+
+Test(quota, redis_frozen_requests_are_answered_within_the_timeout_budget, .timeout = 120)
+{
+    redis_trouble(SIGSTOP);
+}
+
+Test(quota, redis_killed_requests_are_answered_and_enforcement_resumes, .timeout = 120)
+{
+    redis_trouble(SIGKILL);
+}
