@@ -19,18 +19,20 @@
 #define PACE_SLICE_MS 250
 
 struct gw_plans {
-    pthread_mutex_t mu;
+    pthread_mutex_t mu;      /* guards list, n, loaded_ms */
+    pthread_mutex_t load_mu; /* held by the thread loading from PostgreSQL */
     struct reg_plan *list;
     size_t n;
-    int64_t loaded_ms;
-    bool loading;
+    int64_t loaded_ms; /* 0: never loaded */
 };
 
 struct gw_plans *gw_plans_new(void)
 {
     struct gw_plans *p = calloc(1, sizeof *p);
-    if (p != NULL)
+    if (p != NULL) {
         pthread_mutex_init(&p->mu, NULL);
+        pthread_mutex_init(&p->load_mu, NULL);
+    }
     return p;
 }
 
@@ -39,22 +41,36 @@ void gw_plans_free(struct gw_plans *p)
     if (p == NULL)
         return;
     pthread_mutex_destroy(&p->mu);
+    pthread_mutex_destroy(&p->load_mu);
     free(p->list);
     free(p);
 }
 
-/* Reloads the plans if they are older than max_age_ms; one thread loads, the others go on
- * with what is cached. PostgreSQL away: the last plans stay in force. */
-static void plans_refresh(struct gw *gw, int64_t max_age_ms)
+static int64_t plans_age_ms(struct gw_plans *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int64_t age = p->loaded_ms ? cm_mono_ms() - p->loaded_ms : INT64_MAX;
+    pthread_mutex_unlock(&p->mu);
+    return age;
+}
+
+/* Reloads the plans if they are older than max_age_ms. A stale cache is refreshed by one
+ * thread while the others go on with it; when wait is set (nothing loaded yet, or a plan
+ * is missing) the caller waits for the load in progress. PostgreSQL away: the last plans
+ * stay in force. */
+static void plans_refresh(struct gw *gw, int64_t max_age_ms, bool wait)
 {
     struct gw_plans *p = gw->plans;
-    pthread_mutex_lock(&p->mu);
-    bool due = !p->loading && cm_mono_ms() - p->loaded_ms >= max_age_ms;
-    if (due)
-        p->loading = true;
-    pthread_mutex_unlock(&p->mu);
-    if (!due)
+    if (plans_age_ms(p) < max_age_ms)
         return;
+    if (wait)
+        pthread_mutex_lock(&p->load_mu);
+    else if (pthread_mutex_trylock(&p->load_mu) != 0)
+        return;
+    if (plans_age_ms(p) < max_age_ms) { /* another thread just loaded them */
+        pthread_mutex_unlock(&p->load_mu);
+        return;
+    }
     struct reg_plan *list = NULL;
     size_t n = 0;
     char err[256];
@@ -69,8 +85,8 @@ static void plans_refresh(struct gw *gw, int64_t max_age_ms)
         p->n = n;
     }
     p->loaded_ms = cm_mono_ms();
-    p->loading = false;
     pthread_mutex_unlock(&p->mu);
+    pthread_mutex_unlock(&p->load_mu);
     if (rc != CM_OK)
         cm_log(CM_LOG_WARN, "plans_reload_failed", "error=\"%s\"",
                db ? err : "no database connection");
@@ -95,7 +111,7 @@ static void to_meter_plan(const struct reg_plan *r, struct meter_plan *m)
 static bool plan_lookup(struct gw *gw, int64_t id, const char *name, struct meter_plan *out)
 {
     for (int attempt = 0; attempt < 2; attempt++) {
-        plans_refresh(gw, attempt == 0 ? PLAN_TTL_MS : PLAN_MISS_RELOAD_MS);
+        plans_refresh(gw, attempt == 0 ? PLAN_TTL_MS : PLAN_MISS_RELOAD_MS, attempt > 0);
         struct gw_plans *p = gw->plans;
         bool found = false;
         pthread_mutex_lock(&p->mu);
