@@ -126,9 +126,14 @@ char *gw_metrics_render_quota(struct gw_metrics *m, struct meter_quota *q)
             "budgets because Redis was unavailable.\n"
             "# TYPE hubmeter_quota_degraded_decisions_total counter\n"
             "hubmeter_quota_degraded_decisions_total %llu\n"
-            "# HELP hubmeter_quota_redis_calls_total Quota script calls to Redis.\n"
+            "# HELP hubmeter_quota_redis_calls_total Quota script calls to Redis that a request "
+            "waited for (admissions, byte leases).\n"
             "# TYPE hubmeter_quota_redis_calls_total counter\n"
             "hubmeter_quota_redis_calls_total %llu\n"
+            "# HELP hubmeter_quota_redis_sends_total Quota script calls nobody waits for (the end "
+            "of a request: unused lease back, concurrency slot freed).\n"
+            "# TYPE hubmeter_quota_redis_sends_total counter\n"
+            "hubmeter_quota_redis_sends_total %llu\n"
             "# HELP hubmeter_quota_redis_errors_total Failed quota rounds (errors, lost "
             "connections).\n"
             "# TYPE hubmeter_quota_redis_errors_total counter\n"
@@ -148,7 +153,8 @@ char *gw_metrics_render_quota(struct gw_metrics *m, struct meter_quota *q)
             "# TYPE hubmeter_paced_seconds_total counter\n"
             "hubmeter_paced_seconds_total %.3f\n",
             (unsigned long long)s.would_refuse, (unsigned long long)s.degraded_decisions,
-            (unsigned long long)s.redis_calls, (unsigned long long)s.redis_errors,
+            (unsigned long long)s.redis_calls, (unsigned long long)s.redis_sends,
+            (unsigned long long)s.redis_errors,
             (unsigned long long)s.redis_timeouts, s.breaker_open ? 1 : 0, s.live_gateways,
             (double)atomic_load(&m->paced_us) / 1e6);
     fprintf(f, "# HELP hubmeter_admission_seconds Time to decide a request's quota.\n"

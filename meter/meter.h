@@ -135,6 +135,7 @@ struct meter_flow {
     uint64_t lease_left, leased;
     int local_slot;    /* the local state entry holding this download (-1 none) */
     int64_t lease_ts_ms; /* when the concurrency entry was last refreshed */
+    int64_t first_wait_us; /* pacing owed for the lease taken at admission */
 };
 
 struct meter_quota;
@@ -156,7 +157,9 @@ void meter_quota_bytes(struct meter_quota *q, struct meter_flow *f, uint64_t n,
 void meter_quota_end(struct meter_quota *q, struct meter_flow *f, bool refund);
 /* Counters for /-/metrics. */
 struct meter_quota_stats {
-    uint64_t redis_calls, redis_errors, redis_timeouts, degraded_decisions;
+    uint64_t redis_calls;  /* calls a request waited for (admission, leases) */
+    uint64_t redis_sends;  /* calls nobody waits for (end of a request) */
+    uint64_t redis_errors, redis_timeouts, degraded_decisions;
     uint64_t refused[5], would_refuse; /* by enum meter_policy */
     bool breaker_open;
     unsigned live_gateways;

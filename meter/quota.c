@@ -204,6 +204,7 @@ struct admit_facts { /* what either Redis or the local budgets found */
     int64_t month_end_us;
     int64_t running;
     int64_t now_us;
+    int64_t lease_wait_us; /* for the first lease, taken with the admission */
 };
 
 static void fill_decision(const struct meter_plan *p, int64_t period_s, const struct admit_facts *a,
@@ -239,6 +240,10 @@ static void fill_decision(const struct meter_plan *p, int64_t period_s, const st
     sort_states(d);
 }
 
+static uint64_t lease_size(const struct meter_plan *p);
+static void lease_local(struct meter_quota *q, struct local_state *e, const struct meter_flow *f,
+                        uint64_t amount, int64_t *wait_us);
+
 static bool tracks_bytes(const struct meter_plan *p)
 {
     return p->bytes_per_second > 0 || p->monthly_bytes > 0 || p->max_concurrent > 0;
@@ -254,6 +259,7 @@ static int64_t num(const redisReply *r, size_t i)
 }
 
 static int admit_redis(struct meter_quota *q, const struct meter_flow *f, bool charge,
+                       uint64_t first_lease,
                        const char *mname, const char *mnext, int64_t end_s, int64_t next_end_s,
                        struct admit_facts *a)
 {
@@ -280,11 +286,12 @@ static int admit_redis(struct meter_quota *q, const struct meter_flow *f, bool c
     quota_job_arg(j, "%lld", (long long)end_s * 1000000);
     quota_job_arg(j, "%lld", (long long)next_end_s * 1000000);
     quota_job_arg(j, "%d", p->shadow ? 1 : 0);
+    quota_job_arg(j, "%llu", (unsigned long long)first_lease);
     if (quota_client_call(q->client, j) != CM_OK)
         return CM_UNAVAIL;
     const redisReply *r = j->reply;
     int rc = CM_UNAVAIL;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 11) {
+    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 12) {
         a->admitted = num(r, 0) == 1;
         a->refused = r->element[1]->type == REDIS_REPLY_STRING
                          ? policy_from_name(r->element[1]->str)
@@ -299,6 +306,7 @@ static int admit_redis(struct meter_quota *q, const struct meter_flow *f, bool c
         a->month_end_us = num(r, 8);
         a->running = num(r, 9);
         a->now_us = num(r, 10);
+        a->lease_wait_us = num(r, 11);
         rc = CM_OK;
     }
     quota_job_free(j);
@@ -373,7 +381,11 @@ void meter_quota_admit(struct meter_quota *q, const struct meter_plan *plan, con
     period_of(cm_now_us() / 1000000, f->anchor_day, &start, &end, &next_end, mname, mnext,
               sizeof mname);
     struct admit_facts a = {0};
-    bool remote = admit_redis(q, f, charge, mname, mnext, end, next_end, &a) == CM_OK;
+    /* An admitted download takes its first lease with the decision: one round trip for a
+     * small file. */
+    uint64_t first = f->bytes_tracked ? lease_size(plan) : 0;
+    bool remote =
+        admit_redis(q, f, charge, first, mname, mnext, end, next_end, &a) == CM_OK;
     int slot;
     pthread_mutex_lock(&q->mu);
     struct local_state *e = local_get(q, f->subject, &slot);
@@ -383,6 +395,14 @@ void meter_quota_admit(struct meter_quota *q, const struct meter_plan *plan, con
         admit_local(q, e, f, charge, end, &a);
         d->degraded = true;
         atomic_fetch_add(&q->degraded, 1);
+        if (a.admitted && first > 0)
+            lease_local(q, e, f, first, &a.lease_wait_us);
+    }
+    if (a.admitted && first > 0) {
+        e->month_used += first;
+        f->lease_left = first;
+        f->leased = first;
+        f->first_wait_us = a.lease_wait_us;
     }
     if (a.admitted && download) {
         e->active++;
@@ -463,11 +483,16 @@ void meter_quota_bytes(struct meter_quota *q, struct meter_flow *f, uint64_t n, 
     *wait_us = 0;
     if (!f->bytes_tracked || !f->admitted)
         return;
+    if (f->first_wait_us > 0) { /* the admission's lease is paid before its bytes flow */
+        *wait_us = f->first_wait_us;
+        f->first_wait_us = 0;
+    }
     bool refresh = f->member[0] != '\0' && cm_mono_ms() - f->lease_ts_ms > MEMBER_REFRESH_MS;
     if (f->lease_left >= n && !refresh) {
         f->lease_left -= n;
         return;
     }
+    int64_t owed = *wait_us;
     uint64_t amount = 0;
     if (f->lease_left < n) {
         amount = lease_size(&f->plan);
@@ -487,6 +512,7 @@ void meter_quota_bytes(struct meter_quota *q, struct meter_flow *f, uint64_t n, 
     f->lease_ts_ms = cm_mono_ms();
     f->leased += amount;
     f->lease_left = f->lease_left + amount - n;
+    *wait_us += owed;
 }
 
 void meter_quota_end(struct meter_quota *q, struct meter_flow *f, bool refund)
@@ -536,7 +562,8 @@ void meter_quota_end(struct meter_quota *q, struct meter_flow *f, bool refund)
 void meter_quota_stats(struct meter_quota *q, struct meter_quota_stats *out)
 {
     memset(out, 0, sizeof *out);
-    quota_client_counts(q->client, &out->redis_calls, &out->redis_errors, &out->redis_timeouts);
+    quota_client_counts(q->client, &out->redis_calls, &out->redis_sends, &out->redis_errors,
+                        &out->redis_timeouts);
     out->degraded_decisions = atomic_load(&q->degraded);
     out->would_refuse = atomic_load(&q->would_refuse);
     for (int i = 0; i < 5; i++)

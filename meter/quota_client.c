@@ -39,7 +39,7 @@ struct quota_client {
     _Atomic int64_t open_until_ms;
     _Atomic unsigned live;
     int64_t next_live_ms;
-    _Atomic uint64_t calls, errors, timeouts;
+    _Atomic uint64_t calls, sends, errors, timeouts;
 };
 
 static const char *const script_text[QS_COUNT] = {quota_lua_admit, quota_lua_lease, quota_lua_end,
@@ -134,6 +134,7 @@ int quota_client_call(struct quota_client *c, struct quota_job *j)
 
 void quota_client_send(struct quota_client *c, struct quota_job *j)
 {
+    atomic_fetch_add(&c->sends, 1);
     if (quota_client_open(c)) {
         quota_job_free(j);
         return;
@@ -151,10 +152,11 @@ unsigned quota_client_live(struct quota_client *c)
     return n ? n : 1;
 }
 
-void quota_client_counts(struct quota_client *c, uint64_t *calls, uint64_t *errors,
-                         uint64_t *timeouts)
+void quota_client_counts(struct quota_client *c, uint64_t *calls, uint64_t *sends,
+                         uint64_t *errors, uint64_t *timeouts)
 {
     *calls = atomic_load(&c->calls);
+    *sends = atomic_load(&c->sends);
     *errors = atomic_load(&c->errors);
     *timeouts = atomic_load(&c->timeouts);
 }

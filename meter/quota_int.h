@@ -48,7 +48,7 @@ int quota_client_call(struct quota_client *c, struct quota_job *j);
 void quota_client_send(struct quota_client *c, struct quota_job *j);
 bool quota_client_open(struct quota_client *c); /* the breaker is open */
 unsigned quota_client_live(struct quota_client *c); /* gateways alive (last known, >= 1) */
-void quota_client_counts(struct quota_client *c, uint64_t *calls, uint64_t *errors,
-                         uint64_t *timeouts);
+void quota_client_counts(struct quota_client *c, uint64_t *calls, uint64_t *sends,
+                         uint64_t *errors, uint64_t *timeouts);
 
 #endif

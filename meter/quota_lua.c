@@ -11,9 +11,11 @@
 /* KEYS: requests, bytes, month, next month, concurrency, events.
  * ARGV: 1 rpm, 2 request burst, 3 bytes/s, 4 byte burst, 5 monthly bytes, 6 max concurrent,
  * 7 charge (0 for HEAD), 8 download (joins concurrency, checks the month), 9 member,
- * 10 member ttl ms, 11 period end µs, 12 next period end µs, 13 shadow.
+ * 10 member ttl ms, 11 period end µs, 12 next period end µs, 13 shadow, 14 first lease
+ * (bytes an admitted download takes at once, as the lease script would: 0 for none).
  * Returns {admitted, refused policy, retry µs, requests left, requests refill µs,
- * bytes left, bytes refill µs, month used, month end µs, downloads running, now µs}.
+ * bytes left, bytes refill µs, month used, month end µs, downloads running, now µs,
+ * wait µs before the first lease's bytes may flow}.
  * A refused request writes nothing but its refusal counter. */
 const char quota_lua_admit[] =
     "local t = redis.call('TIME')\n"
@@ -71,13 +73,28 @@ const char quota_lua_admit[] =
     "    running = running + 1\n"
     "  end\n"
     "end\n"
+    "local lease, wait = tonumber(ARGV[14]), 0\n"
+    "if admit and download and lease > 0 then\n"
+    "  if bps > 0 then\n"
+    "    local bcap = bburst > 0 and bburst or bps\n"
+    "    btok = btok - lease\n"
+    "    if btok < 0 then wait = -btok * 1e6 / bps end\n"
+    "    bfill = (bcap - btok) * 1e6 / bps\n"
+    "    redis.call('HSET', KEYS[2], 't', btok, 'ts', now)\n"
+    "    redis.call('PEXPIRE', KEYS[2], math.ceil((bcap - btok) * 1000 / bps) + 1000)\n"
+    "  end\n"
+    "  if monthly > 0 then\n"
+    "    redis.call('INCRBY', mkey, lease)\n"
+    "    redis.call('PEXPIRE', mkey, 3456000000)\n"
+    "  end\n"
+    "end\n"
     "if rpm > 0 then rfill = (rcap - rtok) * 60e6 / rpm end\n"
     "local near = (rpm > 0 and rtok < 0.2 * rcap) or (monthly > 0 and used >= 0.8 * monthly)\n"
     "if refused ~= '' then redis.call('HINCRBY', KEYS[6], 'refused_' .. refused, 1) end\n"
     "if near then redis.call('HINCRBY', KEYS[6], 'near_limit', 1) end\n"
     "if refused ~= '' or near then redis.call('PEXPIRE', KEYS[6], 3456000000) end\n"
     "return {admit and 1 or 0, refused, math.ceil(retry), math.floor(rtok), math.ceil(rfill),\n"
-    "        math.floor(btok), math.ceil(bfill), used, mend, running, now}\n";
+    "        math.floor(btok), math.ceil(bfill), used, mend, running, now, math.ceil(wait)}\n";
 
 /* A lease of bytes for a running download: debits the byte bucket (which may go into
  * debt: the caller then waits until the debt is repaid, so streams share the rate in

@@ -232,6 +232,21 @@ fi
 KEY=$(timeout 30 bin/hubmeter keys create bench --name "bench-$(date +%s)" | tail -n1)
 [[ -n "$KEY" ]] || die "cannot create an API key"
 AUTH="Authorization: Bearer $KEY"
+# Quotas on: an org whose plan limits everything (requests, bytes/s, month, concurrency)
+# far above what the benchmark reaches, so every request takes the whole admission path.
+if ! timeout 30 bin/hubmeter plans show bench-quota >/dev/null 2>&1; then
+  timeout 30 bin/hubmeter plans create bench-quota --requests-per-minute 1000000000 \
+    --request-burst 1000000000 --bytes-per-second 100000000000 --byte-burst 100000000000 \
+    --monthly-bytes 1000000000000000000 --max-concurrent 100000 >/dev/null ||
+    die "cannot create plan bench-quota"
+fi
+if ! timeout 30 bin/hubmeter orgs show benchq >/dev/null 2>&1; then
+  timeout 30 bin/hubmeter orgs create benchq --plan bench-quota >/dev/null ||
+    die "cannot create org benchq"
+fi
+KEYQ=$(timeout 30 bin/hubmeter keys create benchq --name "benchq-$(date +%s)" | tail -n1)
+[[ -n "$KEYQ" ]] || die "cannot create an API key for benchq"
+AUTHQ="Authorization: Bearer $KEYQ"
 
 nginx_start origin bench/origin.conf.in "$ORIGIN_PORT"
 nginx_start proxy bench/proxy.conf.in "$PROXY_PORT"
@@ -400,6 +415,11 @@ log "a. 1 GiB single stream (best of $REPEAT)"
 R[single.origin]=$(single_stream origin "http://127.0.0.1:$ORIGIN_PORT/1g.bin")
 R[single.nginx]=$(single_stream nginx "$N_URL/1g.bin")
 R[single.hubmeter]=$(single_stream hubmeter "$H_URL/1g.bin" -H "$AUTH")
+q0=$(quota_calls)
+R[single.hubmeterq]=$(single_stream hubmeterq "$H_URL/1g.bin" -H "$AUTHQ")
+q1=$(quota_calls)
+R[calls_per_mib]=$(awk -v a="$q0" -v b="$q1" -v n="$REPEAT" \
+  'BEGIN { printf "%.3f", (b - a) / (n * 1024) }')
 hubmeter_check "1 GiB single stream"
 log "   origin ${R[single.origin]:-?} MB/s, nginx ${R[single.nginx]:-?} MB/s, hubmeter ${R[single.hubmeter]:-?} MB/s"
 
@@ -437,6 +457,12 @@ time_wait_origin() {
   ss -Htan state time-wait "( dport = :$ORIGIN_PORT or sport = :$ORIGIN_PORT )" | wc -l
 }
 
+# Quota calls to Redis so far (blocking round trips + pipelined end-of-request calls).
+quota_calls() {
+  curl -sS -m 5 "$H_URL/-/metrics" |
+    awk '/^hubmeter_quota_redis_(calls|sends)_total / { s += $2 } END { printf "%.0f", s }'
+}
+
 small_requests() { # small_requests NAME URL [WRK ARGS...]
   local name=$1 url=$2 f="$B/out/$1.wrk" c0 c1 t0 t1 tw0 tw1
   shift 2
@@ -469,6 +495,11 @@ snap
 pin 0
 small_requests nginx "$N_URL/1k.bin"
 small_requests hubmeter "$H_URL/1k.bin" -H "$AUTH"
+q0=$(quota_calls)
+small_requests hubmeterq "$H_URL/1k.bin" -H "$AUTHQ"
+q1=$(quota_calls)
+R[calls_per_req]=$(awk -v a="$q0" -v b="$q1" -v n="${R[total.hubmeterq]:-0}" \
+  'BEGIN { if (n > 0) printf "%.2f", (b - a) / n }')
 pin 0-$(($(nproc) - 1))
 R[others.b]=$(others_pct)
 hubmeter_check "1 KiB wrk"
@@ -583,6 +614,9 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
   echo "| a. 1 GiB, single stream, best of $REPEAT (MB/s) | $(v "${R[single.nginx]:-}") | $(v "${R[single.hubmeter]:-}") | $(ratio "${R[single.hubmeter]:-}" "${R[single.nginx]:-}") | ≥ 1.0× | $(verdict "${R[single.hubmeter]:-}" "${R[single.nginx]:-}" '>=' 1.0) |"
   echo "| a. 1 GiB, $PARALLEL parallel ranges, best of $REPEAT (MB/s, aggregate) | $(v "${R[ranges.nginx]:-}") | $(v "${R[ranges.hubmeter]:-}") | $(ratio "${R[ranges.hubmeter]:-}" "${R[ranges.nginx]:-}") | ≥ 1.0× | $(verdict "${R[ranges.hubmeter]:-}" "${R[ranges.nginx]:-}" '>=' 1.0) |"
   echo "| b. 1 KiB, wrk -c$WRK_CONNS, requests/s | $(v "${R[rps.nginx]:-}") | $(v "${R[rps.hubmeter]:-}") | $(ratio "${R[rps.hubmeter]:-}" "${R[rps.nginx]:-}") | ≥ 0.8× | $(verdict "${R[rps.hubmeter]:-}" "${R[rps.nginx]:-}" '>=' 0.8) |"
+  echo "| b. 1 KiB, wrk -c$WRK_CONNS, requests/s, **quotas on** (limited plan) | $(v "${R[rps.nginx]:-}") | $(v "${R[rps.hubmeterq]:-}") | $(ratio "${R[rps.hubmeterq]:-}" "${R[rps.nginx]:-}") | ≥ 0.8× | $(verdict "${R[rps.hubmeterq]:-}" "${R[rps.nginx]:-}" '>=' 0.8) |"
+  echo "| b. 1 KiB, p99 latency (ms), quotas on | $(v "${R[p99.nginx]:-}") | $(v "${R[p99.hubmeterq]:-}") | $(ratio "${R[p99.hubmeterq]:-}" "${R[p99.nginx]:-}") | (lower is better) | |"
+  echo "| a. 1 GiB, single stream, quotas on (MB/s) | $(v "${R[single.nginx]:-}") | $(v "${R[single.hubmeterq]:-}") | $(ratio "${R[single.hubmeterq]:-}" "${R[single.nginx]:-}") | ≥ 1.0× | $(verdict "${R[single.hubmeterq]:-}" "${R[single.nginx]:-}" '>=' 1.0) |"
   echo "| b. 1 KiB, p50 latency (ms) | $(v "${R[p50.nginx]:-}") | $(v "${R[p50.hubmeter]:-}") | $(ratio "${R[p50.hubmeter]:-}" "${R[p50.nginx]:-}") | (lower is better) | |"
   echo "| b. 1 KiB, p99 latency (ms) | $(v "${R[p99.nginx]:-}") | $(v "${R[p99.hubmeter]:-}") | $(ratio "${R[p99.hubmeter]:-}" "${R[p99.nginx]:-}") | (lower is better) | |"
   echo "| c. peak RSS, $SLOW_N slow downloads (MiB) | $(v "${R[rss.nginx]:-}") | $(v "${R[rss.hubmeter]:-}") | $(ratio "${R[rss.hubmeter]:-}" "${R[rss.nginx]:-}") | ≤ 2.0× | $(verdict "${R[rss.hubmeter]:-}" "${R[rss.nginx]:-}" '<=' 2.0) |"
@@ -591,6 +625,7 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
   echo "Reference and details:"
   echo
   echo "- CPU used by other processes on the machine (not this benchmark) during a / b / c: $(v "${R[others.a]:-}")% / $(v "${R[others.b]:-}")% / $(v "${R[others.c]:-}")% of all $NCPU cores.$(awk -v a="${R[others.a]:-0}" -v b="${R[others.b]:-0}" -v c="${R[others.c]:-0}" 'BEGIN { if (a > 5 || b > 5 || c > 5) printf " **The machine was not quiet: these figures are skewed; re-run `make bench` on an idle machine.**" }')"
+  echo "- Admission cost: quotas on vs off (same gateway, same run): $(ratio "${R[rps.hubmeterq]:-}" "${R[rps.hubmeter]:-}") of the requests/s; Redis calls per small request: $(v "${R[calls_per_req]:-}") (one blocking admission round trip, pipelined with other requests', plus one pipelined end-of-request call that nobody waits for); per MiB of a 1 GiB download: $(v "${R[calls_per_mib]:-}") (8 MiB leases). CPU of the gateway with quotas on: $(v "${R[cpu.hubmeterq]:-}")%."
   echo "- Origin alone (no proxy): single stream $(v "${R[single.origin]:-}") MB/s, $PARALLEL ranges $(v "${R[ranges.origin]:-}") MB/s."
   echo "- wrk: nginx $(v "${R[total.nginx]:-}") requests in ${WRK_SECS} s, non-2xx: $(v "${R[non2xx.nginx]:-0}"), socket errors: $(v "${R[sockerr.nginx]:-none}"); hubmeter $(v "${R[total.hubmeter]:-}") requests, non-2xx: $(v "${R[non2xx.hubmeter]:-0}"), socket errors: $(v "${R[sockerr.hubmeter]:-none}")."
   echo "- CPU used by the proxy during the measured wrk run (100% = all of core 0): nginx $(v "${R[cpu.nginx]:-}")%, hubmeter $(v "${R[cpu.hubmeter]:-}")% (Redis/PostgreSQL not included). Change in TIME_WAIT sockets to/from the origin over that run (approximate count of upstream connections opened and closed): nginx $(v "${R[tw.nginx]:-}"), hubmeter $(v "${R[tw.hubmeter]:-}")."
