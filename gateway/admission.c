@@ -158,6 +158,28 @@ static enum MHD_Result refuse(struct gw_req *req, struct MHD_Connection *c)
     return gw_reply_json(req, c, MHD_HTTP_TOO_MANY_REQUESTS, body);
 }
 
+int gw_quota_seed(void *arg, const char *subject, int64_t from, int64_t to, uint64_t *bytes)
+{
+    struct gw *gw = arg;
+    int64_t org = 0;
+    const char *network = NULL;
+    if (strncmp(subject, "org:", 4) == 0)
+        org = strtoll(subject + 4, NULL, 10);
+    else if (strncmp(subject, "anon:", 5) == 0)
+        network = subject + 5;
+    if (org <= 0 && network == NULL)
+        return CM_INVALID;
+    PGconn *db = cm_pg_pool_get(gw->pg, 200);
+    if (db == NULL)
+        return CM_UNAVAIL;
+    char err[256];
+    int rc = meter_usage_bytes(db, org, network, from, to, bytes, err, sizeof err);
+    cm_pg_pool_put(gw->pg, db);
+    if (rc != CM_OK)
+        cm_log(CM_LOG_WARN, "quota_seed_failed", "subject=%s error=\"%s\"", subject, err);
+    return rc;
+}
+
 int gw_admit(struct gw_req *req, struct MHD_Connection *c, enum MHD_Result *mhd)
 {
     struct gw *gw = req->gw;

@@ -378,6 +378,8 @@ int gw_serve(const struct hm_config *cfg)
         fprintf(stderr, "hubmeter: cannot start quotas: %s\n", err);
         goto fail;
     }
+    if (gw.quota != NULL)
+        meter_quota_set_seeder(gw.quota, gw_quota_seed, &gw);
     if (cfg->run_flusher) {
         flusher = meter_flusher_new(cfg, err, sizeof err);
         if (flusher == NULL || meter_flusher_start(flusher) != CM_OK) {

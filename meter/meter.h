@@ -85,6 +85,11 @@ int meter_usage_adjust(PGconn *db, const struct meter_adjustment *a, int64_t *id
  * CM_UNAVAIL (err) when it cannot tell. from/to bound the period totals reported. */
 int meter_reconcile(const struct hm_config *cfg, int64_t from, int64_t to, json_t **out,
                     char *err, size_t errlen);
+/* Bytes delivered to an org (org_id > 0) or to the anonymous traffic of a client network
+ * in [from, to) (unix seconds), corrections included: what a monthly quota counter is
+ * rebuilt from when Redis lost it. */
+int meter_usage_bytes(PGconn *db, int64_t org_id, const char *network, int64_t from, int64_t to,
+                      uint64_t *bytes, char *err, size_t errlen);
 /* The pipeline watermark: every request that ended before *unix_s is in PostgreSQL. */
 int meter_complete_until(PGconn *db, int64_t *unix_s, char *err, size_t errlen);
 
@@ -143,6 +148,12 @@ struct meter_quota;
  * cfg->redis_timeout_ms per call and a circuit breaker). Redis need not be up. */
 struct meter_quota *meter_quota_new(const struct hm_config *cfg, char *err, size_t errlen);
 void meter_quota_free(struct meter_quota *q);
+/* Where monthly usage comes from when Redis lost a month's counter (a restart without its
+ * data): fn answers the bytes of subject ("org:<id>" or "anon:<network>") in [from, to),
+ * from PostgreSQL. Set once, before requests arrive. */
+typedef int (*meter_quota_seed_fn)(void *arg, const char *subject, int64_t from, int64_t to,
+                                   uint64_t *bytes);
+void meter_quota_set_seeder(struct meter_quota *q, meter_quota_seed_fn fn, void *arg);
 /* Decides whether a request of subject (see struct meter_flow) may start. charge: spends a
  * request token (false for HEAD); download: joins the concurrency set and is refused when
  * the month is spent. Never waits longer than the Redis timeout. */

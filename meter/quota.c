@@ -34,6 +34,7 @@ struct local_state {
     bool rinit, binit;
     uint64_t month_used;  /* from Redis, plus leases since */
     int active;           /* downloads of this subject running here */
+    int64_t seed_tried_ms; /* when this gateway last tried to seed the month from PostgreSQL */
 };
 
 struct meter_quota {
@@ -43,7 +44,17 @@ struct meter_quota {
     struct local_state *local;
     _Atomic uint64_t seq;
     _Atomic uint64_t degraded, would_refuse, refused[5];
+    meter_quota_seed_fn seed;
+    void *seed_arg;
 };
+
+#define SEED_RETRY_MS 10000
+
+void meter_quota_set_seeder(struct meter_quota *q, meter_quota_seed_fn fn, void *arg)
+{
+    q->seed = fn;
+    q->seed_arg = arg;
+}
 
 const char *meter_policy_name(enum meter_policy p)
 {
@@ -258,8 +269,10 @@ static int64_t num(const redisReply *r, size_t i)
            : e->type == REDIS_REPLY_STRING ? strtoll(e->str, NULL, 10) : 0;
 }
 
+/* CM_OK with a decision, CM_AGAIN when the month counter must be seeded first (only asked
+ * when require_seeded), CM_UNAVAIL when Redis could not answer. */
 static int admit_redis(struct meter_quota *q, const struct meter_flow *f, bool charge,
-                       uint64_t first_lease,
+                       uint64_t first_lease, bool require_seeded,
                        const char *mname, const char *mnext, int64_t end_s, int64_t next_end_s,
                        struct admit_facts *a)
 {
@@ -273,6 +286,11 @@ static int admit_redis(struct meter_quota *q, const struct meter_flow *f, bool c
     quota_job_key(j, f->subject, mnext);
     quota_job_key(j, f->subject, "c");
     quota_job_key(j, f->subject, "ev");
+    char seeded[64];
+    cm_fmt(seeded, sizeof seeded, "%s:s", mname);
+    quota_job_key(j, f->subject, seeded);
+    cm_fmt(seeded, sizeof seeded, "%s:s", mnext);
+    quota_job_key(j, f->subject, seeded);
     quota_job_arg(j, "%lld", (long long)p->requests_per_minute);
     quota_job_arg(j, "%lld", (long long)p->request_burst);
     quota_job_arg(j, "%lld", (long long)p->bytes_per_second);
@@ -287,11 +305,14 @@ static int admit_redis(struct meter_quota *q, const struct meter_flow *f, bool c
     quota_job_arg(j, "%lld", (long long)next_end_s * 1000000);
     quota_job_arg(j, "%d", p->shadow ? 1 : 0);
     quota_job_arg(j, "%llu", (unsigned long long)first_lease);
+    quota_job_arg(j, "%d", require_seeded ? 1 : 0);
     if (quota_client_call(q->client, j) != CM_OK)
         return CM_UNAVAIL;
     const redisReply *r = j->reply;
     int rc = CM_UNAVAIL;
-    if (r->type == REDIS_REPLY_ARRAY && r->elements >= 12) {
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 && num(r, 0) == -1) {
+        rc = CM_AGAIN;
+    } else if (r->type == REDIS_REPLY_ARRAY && r->elements >= 12) {
         a->admitted = num(r, 0) == 1;
         a->refused = r->element[1]->type == REDIS_REPLY_STRING
                          ? policy_from_name(r->element[1]->str)
@@ -361,6 +382,39 @@ static void admit_local(struct meter_quota *q, struct local_state *e, const stru
     a->rtok = e->rtok;
 }
 
+/* Adds PostgreSQL's usage of the period to a month counter Redis does not have (it lost
+ * its data); each gateway tries at most every SEED_RETRY_MS per subject. */
+static void seed_month(struct meter_quota *q, const struct meter_flow *f, const char *mname,
+                       int64_t start, int64_t end)
+{
+    int slot;
+    int64_t now = cm_mono_ms();
+    pthread_mutex_lock(&q->mu);
+    struct local_state *e = local_get(q, f->subject, &slot);
+    /* A failed seed (PostgreSQL away) is retried later; meanwhile decisions go on. */
+    bool due = e->seed_tried_ms == 0 || now - e->seed_tried_ms >= SEED_RETRY_MS;
+    if (due)
+        e->seed_tried_ms = now;
+    pthread_mutex_unlock(&q->mu);
+    uint64_t bytes = 0;
+    if (!due || q->seed == NULL || q->seed(q->seed_arg, f->subject, start, end, &bytes) != CM_OK)
+        return;
+    struct quota_job *j = quota_job_new(QS_SEED);
+    if (j == NULL)
+        return;
+    char flag[64];
+    cm_fmt(flag, sizeof flag, "%s:s", mname);
+    quota_job_key(j, f->subject, mname);
+    quota_job_key(j, f->subject, flag);
+    quota_job_arg(j, "%llu", (unsigned long long)bytes);
+    if (quota_client_call(q->client, j) == CM_OK) {
+        if (j->reply->type == REDIS_REPLY_INTEGER && j->reply->integer == 1)
+            cm_log(CM_LOG_INFO, "quota_month_seeded", "subject=%s bytes=%llu", f->subject,
+                   (unsigned long long)bytes);
+        quota_job_free(j);
+    }
+}
+
 void meter_quota_admit(struct meter_quota *q, const struct meter_plan *plan, const char *subject,
                        int anchor_day, bool charge, bool download, struct meter_flow *f,
                        struct meter_decision *d)
@@ -384,8 +438,12 @@ void meter_quota_admit(struct meter_quota *q, const struct meter_plan *plan, con
     /* An admitted download takes its first lease with the decision: one round trip for a
      * small file. */
     uint64_t first = f->bytes_tracked ? lease_size(plan) : 0;
-    bool remote =
-        admit_redis(q, f, charge, first, mname, mnext, end, next_end, &a) == CM_OK;
+    int rrc = admit_redis(q, f, charge, first, true, mname, mnext, end, next_end, &a);
+    if (rrc == CM_AGAIN) { /* Redis lost the month's counter: rebuild it, then decide */
+        seed_month(q, f, mname, start, end);
+        rrc = admit_redis(q, f, charge, first, false, mname, mnext, end, next_end, &a);
+    }
+    bool remote = rrc == CM_OK;
     int slot;
     pthread_mutex_lock(&q->mu);
     struct local_state *e = local_get(q, f->subject, &slot);

@@ -43,7 +43,7 @@ struct quota_client {
 };
 
 static const char *const script_text[QS_COUNT] = {quota_lua_admit, quota_lua_lease, quota_lua_end,
-                                                  quota_lua_live};
+                                                  quota_lua_live, quota_lua_seed};
 
 struct quota_job *quota_job_new(enum quota_script script)
 {
@@ -55,14 +55,16 @@ struct quota_job *quota_job_new(enum quota_script script)
 
 void quota_job_key(struct quota_job *j, const char *subject, const char *suffix)
 {
-    if (j->nkeys < QJ_MAX_KEYS) /* "{org:42}:r": one hash slot per subject */
-        cm_fmt(j->keys[j->nkeys++], sizeof j->keys[0], "{%s}:%s", subject, suffix);
+    if (j->nkeys >= QJ_MAX_KEYS)
+        abort(); /* as for arguments */
+    /* "{org:42}:r": every key of a subject in one hash slot */
+    cm_fmt(j->keys[j->nkeys++], sizeof j->keys[0], "{%s}:%s", subject, suffix);
 }
 
 void quota_job_arg(struct quota_job *j, const char *fmt, ...)
 {
     if (j->nargs >= QJ_MAX_ARGS)
-        return;
+        abort(); /* a script's arguments are fixed at compile time: a programming error */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(j->args[j->nargs++], sizeof j->args[0], fmt, ap);

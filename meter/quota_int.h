@@ -10,11 +10,12 @@
 
 #include "meter/meter_int.h"
 
-extern const char quota_lua_admit[], quota_lua_lease[], quota_lua_end[], quota_lua_live[];
-enum quota_script { QS_ADMIT, QS_LEASE, QS_END, QS_LIVE, QS_COUNT };
+extern const char quota_lua_admit[], quota_lua_lease[], quota_lua_end[], quota_lua_live[],
+    quota_lua_seed[];
+enum quota_script { QS_ADMIT, QS_LEASE, QS_END, QS_LIVE, QS_SEED, QS_COUNT };
 
-#define QJ_MAX_KEYS 6
-#define QJ_MAX_ARGS 14
+#define QJ_MAX_KEYS 8
+#define QJ_MAX_ARGS 16
 
 /* One script call. Built by the caller, then owned by the client until answered. */
 struct quota_job {

@@ -8,11 +8,14 @@
  */
 #include "meter/quota_int.h"
 
-/* KEYS: requests, bytes, month, next month, concurrency, events.
+/* KEYS: requests, bytes, month, next month, concurrency, events, month seeded, next month
+ * seeded (a month counter is "seeded" once it holds PostgreSQL's usage: see the seed
+ * script).
  * ARGV: 1 rpm, 2 request burst, 3 bytes/s, 4 byte burst, 5 monthly bytes, 6 max concurrent,
  * 7 charge (0 for HEAD), 8 download (joins concurrency, checks the month), 9 member,
  * 10 member ttl ms, 11 period end µs, 12 next period end µs, 13 shadow, 14 first lease
- * (bytes an admitted download takes at once, as the lease script would: 0 for none).
+ * (bytes an admitted download takes at once, as the lease script would: 0 for none),
+ * 15 '1': answer {-1} without deciding when the month counter is not seeded yet.
  * Returns {admitted, refused policy, retry µs, requests left, requests refill µs,
  * bytes left, bytes refill µs, month used, month end µs, downloads running, now µs,
  * wait µs before the first lease's bytes may flow}.
@@ -43,8 +46,11 @@ const char quota_lua_admit[] =
     "  if now > ts then btok = math.min(bcap, btok + (now - ts) * bps / 1e6) end\n"
     "  bfill = (bcap - btok) * 1e6 / bps\n"
     "end\n"
-    "local mkey, mend = KEYS[3], tonumber(ARGV[11])\n"
-    "if now >= mend then mkey = KEYS[4]; mend = tonumber(ARGV[12]) end\n"
+    "local mkey, mend, skey = KEYS[3], tonumber(ARGV[11]), KEYS[7]\n"
+    "if now >= mend then mkey = KEYS[4]; mend = tonumber(ARGV[12]); skey = KEYS[8] end\n"
+    "if monthly > 0 and ARGV[15] == '1' and redis.call('EXISTS', skey) == 0 then\n"
+    "  return {-1}\n"
+    "end\n"
     "local used = 0\n"
     "if monthly > 0 then\n"
     "  used = tonumber(redis.call('GET', mkey) or '0')\n"
@@ -173,3 +179,14 @@ const char quota_lua_live[] =
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))\n"
     "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 2)\n"
     "return redis.call('ZCARD', KEYS[1])\n";
+
+/* Rebuilds a monthly counter Redis lost: adds the period's usage from PostgreSQL once per
+ * period (the flag makes a second gateway's seed a no-op).
+ * KEYS: month, its seeded flag. ARGV: 1 bytes. Returns 1 when it seeded. */
+const char quota_lua_seed[] =
+    "if redis.call('SET', KEYS[2], '1', 'NX', 'PX', 3456000000) then\n"
+    "  redis.call('INCRBY', KEYS[1], tonumber(ARGV[1]))\n"
+    "  redis.call('PEXPIRE', KEYS[1], 3456000000)\n"
+    "  return 1\n"
+    "end\n"
+    "return 0\n";

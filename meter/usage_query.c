@@ -180,3 +180,41 @@ int meter_usage_adjust(PGconn *db, const struct meter_adjustment *a, int64_t *id
     PQclear(res);
     return rc;
 }
+
+/* Who: an org ($1 > 0), or the anonymous traffic of one client network ($2). */
+#define WHO_SQL                                                                                  \
+    " (CASE WHEN $1::bigint > 0 THEN org_id = $1::bigint"                                       \
+    " ELSE org_id IS NULL AND network = $2::cidr END)"
+
+static const char BYTES_SQL[] =
+    "WITH c AS (SELECT coalesce((SELECT hour FROM rollup_cursor), '-infinity') AS hour)"
+    " SELECT coalesce(sum(b), 0)::bigint FROM ("
+    " SELECT bytes AS b FROM usage_minute WHERE" WHO_SQL
+    " AND bucket >= to_timestamp($3::bigint) AND bucket < to_timestamp($4::bigint)"
+    " AND (bucket >= (SELECT hour FROM c)"
+    " OR date_trunc('hour', bucket) IN (SELECT hour FROM rollup_dirty))"
+    " UNION ALL SELECT bytes FROM usage_hourly WHERE" WHO_SQL
+    " AND bucket >= to_timestamp($3::bigint) AND bucket < to_timestamp($4::bigint)"
+    " AND bucket < (SELECT hour FROM c) AND bucket NOT IN (SELECT hour FROM rollup_dirty)"
+    " UNION ALL SELECT bytes FROM usage_adjustments WHERE" WHO_SQL
+    " AND bucket >= to_timestamp($3::bigint) AND bucket < to_timestamp($4::bigint)) t";
+
+int meter_usage_bytes(PGconn *db, int64_t org_id, const char *network, int64_t from, int64_t to,
+                      uint64_t *bytes, char *err, size_t errlen)
+{
+    char org[24], lo[24], hi[24];
+    cm_fmt(org, sizeof org, "%lld", (long long)org_id);
+    cm_fmt(lo, sizeof lo, "%lld", (long long)from);
+    cm_fmt(hi, sizeof hi, "%lld", (long long)to);
+    const char *params[] = {org, org_id > 0 ? NULL : network, lo, hi};
+    PGresult *res = PQexecParams(db, BYTES_SQL, 4, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        cm_pg_error(db, res, err, errlen);
+        PQclear(res);
+        return CM_ERR;
+    }
+    long long v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    *bytes = v > 0 ? (uint64_t)v : 0;
+    PQclear(res);
+    return CM_OK;
+}

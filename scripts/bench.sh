@@ -287,6 +287,12 @@ hubmeter_start
 
 N_URL="http://127.0.0.1:$PROXY_PORT"
 H_URL="http://127.0.0.1:$HM_PORT"
+# Quota calls to Redis so far (blocking round trips + pipelined end-of-request calls).
+quota_calls() {
+  curl -sS -m 5 "$H_URL/-/metrics" |
+    awk '/^hubmeter_quota_redis_(calls|sends)_total / { s += $2 } END { printf "%.0f", s }'
+}
+
 
 # Sanity: both proxies return the same bytes as the origin, and hubmeter honours Range.
 for u in "$N_URL" "$H_URL"; do
@@ -457,18 +463,13 @@ time_wait_origin() {
   ss -Htan state time-wait "( dport = :$ORIGIN_PORT or sport = :$ORIGIN_PORT )" | wc -l
 }
 
-# Quota calls to Redis so far (blocking round trips + pipelined end-of-request calls).
-quota_calls() {
-  curl -sS -m 5 "$H_URL/-/metrics" |
-    awk '/^hubmeter_quota_redis_(calls|sends)_total / { s += $2 } END { printf "%.0f", s }'
-}
-
 small_requests() { # small_requests NAME URL [WRK ARGS...]
   local name=$1 url=$2 f="$B/out/$1.wrk" c0 c1 t0 t1 tw0 tw1
   shift 2
   timeout 20 taskset -c 1 wrk -t1 -c"$WRK_CONNS" -d2s "$@" "$url" >/dev/null 2>&1 || true
   # shellcheck disable=SC2046
   c0=$(cpu_ticks $(proxy_pids "$name"))
+  [[ "$name" == nginx ]] || R[q0.$name]=$(quota_calls)
   t0=$(date +%s.%N)
   tw0=$(time_wait_origin)
   if ! timeout $((WRK_SECS + 20)) taskset -c 1 wrk -t1 -c"$WRK_CONNS" -d"${WRK_SECS}s" --latency \
@@ -477,6 +478,7 @@ small_requests() { # small_requests NAME URL [WRK ARGS...]
   fi
   # shellcheck disable=SC2046
   c1=$(cpu_ticks $(proxy_pids "$name"))
+  [[ "$name" == nginx ]] || R[q1.$name]=$(quota_calls)
   t1=$(date +%s.%N)
   tw1=$(time_wait_origin)
   R[cpu.$name]=$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" -v hz="$(getconf CLK_TCK)" \
@@ -495,11 +497,9 @@ snap
 pin 0
 small_requests nginx "$N_URL/1k.bin"
 small_requests hubmeter "$H_URL/1k.bin" -H "$AUTH"
-q0=$(quota_calls)
 small_requests hubmeterq "$H_URL/1k.bin" -H "$AUTHQ"
-q1=$(quota_calls)
-R[calls_per_req]=$(awk -v a="$q0" -v b="$q1" -v n="${R[total.hubmeterq]:-0}" \
-  'BEGIN { if (n > 0) printf "%.2f", (b - a) / n }')
+R[calls_per_req]=$(awk -v a="${R[q0.hubmeterq]:-0}" -v b="${R[q1.hubmeterq]:-0}" \
+  -v n="${R[total.hubmeterq]:-0}" 'BEGIN { if (n > 0) printf "%.2f", (b - a) / n }')
 pin 0-$(($(nproc) - 1))
 R[others.b]=$(others_pct)
 hubmeter_check "1 KiB wrk"

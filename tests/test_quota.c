@@ -289,6 +289,33 @@ Test(quota, a_monthly_quota_crossing_refuses_new_downloads_and_lets_the_running_
     th_gateway_stop(&g);
 }
 
+Test(quota, a_month_counter_redis_lost_is_rebuilt_from_postgresql_before_deciding,
+     .timeout = 120)
+{
+    setup_plan(file_upstream(), NULL, (const char *[]){"--monthly-bytes", "10000000", NULL});
+    /* 12 MB already delivered this month, in PostgreSQL; Redis (fresh) knows nothing. */
+    PGconn *db = th_db_connect(db_url);
+    free(th_db_value(db, "SELECT hm_usage_partition(now() - interval '1 minute')::text", 0,
+                     NULL));
+    char *v = th_db_value(db,
+                          "INSERT INTO usage_minute (bucket, org_id, key_id, repo, method,"
+                          " status_class, requests, bytes)"
+                          " SELECT date_trunc('minute', now()) - interval '1 minute', o.id, NULL,"
+                          " 'acme/model', 'GET', 2, 3, 12000000 FROM orgs o WHERE slug = 'acme'"
+                          " RETURNING bytes::text", 0, NULL);
+    cr_assert_str_eq(v, "12000000");
+    free(v);
+    PQfinish(db);
+    struct th_gateway g;
+    start_gateway(&g, NULL);
+    struct th_response r;
+    get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r);
+    assert_refusal(&r, "monthly_bytes");
+    th_response_free(&r);
+    th_gateway_stop(&g);
+    cr_assert(th_log_contains(&g, "event=quota_month_seeded subject=org:"));
+}
+
 Test(quota, shadow_mode_never_refuses_and_still_reports, .timeout = 120)
 {
     setup_plan(file_upstream(), NULL,
