@@ -92,7 +92,7 @@ static void plans_refresh(struct gw *gw, int64_t max_age_ms, bool wait)
                db ? err : "no database connection");
 }
 
-static void to_meter_plan(const struct reg_plan *r, struct meter_plan *m)
+void gw_plan_to_meter(const struct reg_plan *r, struct meter_plan *m)
 {
     memset(m, 0, sizeof *m);
     m->id = r->id;
@@ -117,7 +117,7 @@ static bool plan_lookup(struct gw *gw, int64_t id, const char *name, struct mete
         pthread_mutex_lock(&p->mu);
         for (size_t i = 0; i < p->n && !found; i++)
             if (id > 0 ? p->list[i].id == id : strcmp(p->list[i].name, name) == 0) {
-                to_meter_plan(&p->list[i], out);
+                gw_plan_to_meter(&p->list[i], out);
                 found = true;
             }
         pthread_mutex_unlock(&p->mu);
@@ -180,6 +180,24 @@ int gw_quota_seed(void *arg, const char *subject, int64_t from, int64_t to, uint
     return rc;
 }
 
+bool gw_plan_of(struct gw_req *req, struct meter_plan *plan, char *subject, size_t len,
+                int *anchor)
+{
+    struct gw *gw = req->gw;
+    *anchor = 1;
+    if (req->id.org_id != 0) {
+        if (req->id.plan_id == 0 || !plan_lookup(gw, req->id.plan_id, NULL, plan))
+            return false; /* an org without a plan is not limited */
+        cm_fmt(subject, len, "org:%lld", (long long)req->id.org_id);
+        *anchor = req->id.anchor_day;
+        return true;
+    }
+    if (!plan_lookup(gw, 0, gw->cfg->anonymous_plan, plan))
+        return false;
+    cm_fmt(subject, len, "anon:%s", req->network);
+    return true;
+}
+
 int gw_admit(struct gw_req *req, struct MHD_Connection *c, enum MHD_Result *mhd)
 {
     struct gw *gw = req->gw;
@@ -187,17 +205,9 @@ int gw_admit(struct gw_req *req, struct MHD_Connection *c, enum MHD_Result *mhd)
         return CM_OK;
     struct meter_plan plan;
     char subject[72];
-    int anchor = 1;
-    if (req->id.org_id != 0) {
-        if (req->id.plan_id == 0 || !plan_lookup(gw, req->id.plan_id, NULL, &plan))
-            return CM_OK; /* an org without a plan is not limited */
-        cm_fmt(subject, sizeof subject, "org:%lld", (long long)req->id.org_id);
-        anchor = req->id.anchor_day;
-    } else {
-        if (!plan_lookup(gw, 0, gw->cfg->anonymous_plan, &plan))
-            return CM_OK;
-        cm_fmt(subject, sizeof subject, "anon:%s", req->network);
-    }
+    int anchor;
+    if (!gw_plan_of(req, &plan, subject, sizeof subject, &anchor))
+        return CM_OK;
     bool head = strcmp(req->method, "HEAD") == 0;
     bool download = !head && strcmp(req->method, "OPTIONS") != 0;
     int64_t t0 = cm_now_us();

@@ -90,6 +90,36 @@ static enum MHD_Result usage(struct gw_req *req, struct MHD_Connection *c)
     return gw_reply_json(req, c, MHD_HTTP_OK, doc);
 }
 
+/* GET /-/v1/quota: the org's plan, each policy's limit, remaining and reset (what the
+ * rate-limit headers carry), the month against its quota, downloads running, and the
+ * near-limit and refusal events. Reading it spends nothing. */
+static enum MHD_Result quota(struct gw_req *req, struct MHD_Connection *c)
+{
+    enum MHD_Result mhd;
+    if (gw_identify(req, c, &mhd) != CM_OK)
+        return mhd;
+    if (req->id.org_id == 0)
+        return gw_reply_error(req, c, MHD_HTTP_UNAUTHORIZED, "authentication_required",
+                              "quotas are per organisation: send Authorization: Bearer <key>");
+    struct meter_plan plan;
+    char subject[72];
+    int anchor;
+    json_t *doc;
+    if (req->gw->quota == NULL || !gw_plan_of(req, &plan, subject, sizeof subject, &anchor)) {
+        doc = json_pack("{s:n, s:[], s:s}", "plan", "policies", "source",
+                        req->gw->quota == NULL ? "quotas_off" : "no_plan");
+    } else {
+        struct meter_decision d;
+        struct meter_quota_view v;
+        meter_quota_peek(req->gw->quota, &plan, subject, anchor, &d, &v);
+        doc = meter_quota_json(&plan, &d, &v);
+    }
+    if (doc == NULL)
+        return MHD_NO;
+    json_object_set_new(doc, "org", json_string(req->id.org_slug));
+    return gw_reply_json(req, c, MHD_HTTP_OK, doc);
+}
+
 static enum MHD_Result ready(struct gw_req *req, struct MHD_Connection *c)
 {
     PGconn *db = cm_pg_pool_get(req->gw->pg, 1000);
@@ -141,7 +171,8 @@ enum MHD_Result gw_api(struct gw_req *req, struct MHD_Connection *c, const char 
 {
     bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
     if (strcmp(url, "/-/healthz") == 0 || strcmp(url, "/-/readyz") == 0 ||
-        strcmp(url, "/-/v1/usage") == 0 || strcmp(url, "/-/metrics") == 0) {
+        strcmp(url, "/-/v1/usage") == 0 || strcmp(url, "/-/metrics") == 0 ||
+        strcmp(url, "/-/v1/quota") == 0) {
         if (!get)
             return gw_reply_error(req, c, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
                                   "this endpoint answers GET and HEAD only");
@@ -151,9 +182,11 @@ enum MHD_Result gw_api(struct gw_req *req, struct MHD_Connection *c, const char 
             return ready(req, c);
         if (strcmp(url, "/-/metrics") == 0)
             return metrics(req, c);
+        if (strcmp(url, "/-/v1/quota") == 0)
+            return quota(req, c);
         return usage(req, c);
     }
     return gw_reply_error(req, c, MHD_HTTP_NOT_FOUND, "not_found",
                           "no such gateway endpoint (known: /-/healthz, /-/readyz, "
-                          "/-/metrics, /-/v1/usage)");
+                          "/-/metrics, /-/v1/usage, /-/v1/quota)");
 }

@@ -13,4 +13,9 @@
  * Returns 0 after a clean stop, non-zero (with a message on stderr) when it cannot start. */
 int gw_serve(const struct hm_config *cfg);
 
+struct reg_plan;
+struct meter_plan;
+/* The quota view of a stored plan (what the gateway enforces). */
+void gw_plan_to_meter(const struct reg_plan *r, struct meter_plan *m);
+
 #endif

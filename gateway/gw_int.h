@@ -178,6 +178,10 @@ struct gw_plans *gw_plans_new(void);
 void gw_plans_free(struct gw_plans *p);
 /* The monthly usage of a quota subject from PostgreSQL (meter_quota_seed_fn; arg: struct gw). */
 int gw_quota_seed(void *arg, const char *subject, int64_t from, int64_t to, uint64_t *bytes);
+/* The plan holding req (its org's, or the anonymous plan for its network) and the quota
+ * subject; false when none applies (not limited). */
+bool gw_plan_of(struct gw_req *req, struct meter_plan *plan, char *subject, size_t len,
+                int *anchor);
 /* Decides req against its plan. CM_OK: go on. Otherwise a 429 is queued, *mhd says. */
 int gw_admit(struct gw_req *req, struct MHD_Connection *c, enum MHD_Result *mhd);
 /* Adds the rate-limit headers of req's decision (and Retry-After on a refusal) to resp. */

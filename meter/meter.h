@@ -166,6 +166,21 @@ void meter_quota_bytes(struct meter_quota *q, struct meter_flow *f, uint64_t n,
 /* Ends f: returns unused lease, leaves the concurrency set, refunds the request token when
  * refund (a 304). Never blocks. */
 void meter_quota_end(struct meter_quota *q, struct meter_flow *f, bool refund);
+/* A subject's quota state, read without changing it. */
+struct meter_quota_view {
+    int64_t period_start, period_end; /* the monthly period (unix seconds) */
+    uint64_t month_used;
+    int64_t running;                  /* downloads running (when concurrency is limited) */
+    uint64_t near_limit, refused[5];  /* events of the last 40 days, refusals by policy */
+    bool degraded;                    /* Redis unavailable: local figures */
+};
+/* Reads subject's state under plan into d (as the headers would say, nothing refused) and
+ * v; never waits longer than the Redis timeout. */
+void meter_quota_peek(struct meter_quota *q, const struct meter_plan *plan, const char *subject,
+                      int anchor_day, struct meter_decision *d, struct meter_quota_view *v);
+/* The quota document of /-/v1/quota and `hubmeter quota show` (new reference). */
+json_t *meter_quota_json(const struct meter_plan *plan, const struct meter_decision *d,
+                         const struct meter_quota_view *v);
 /* Counters for /-/metrics. */
 struct meter_quota_stats {
     uint64_t redis_calls;  /* calls a request waited for (admission, leases) */

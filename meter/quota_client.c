@@ -43,7 +43,8 @@ struct quota_client {
 };
 
 static const char *const script_text[QS_COUNT] = {quota_lua_admit, quota_lua_lease, quota_lua_end,
-                                                  quota_lua_live, quota_lua_seed};
+                                                  quota_lua_live, quota_lua_seed,
+                                                  quota_lua_peek};
 
 struct quota_job *quota_job_new(enum quota_script script)
 {

@@ -11,8 +11,8 @@
 #include "meter/meter_int.h"
 
 extern const char quota_lua_admit[], quota_lua_lease[], quota_lua_end[], quota_lua_live[],
-    quota_lua_seed[];
-enum quota_script { QS_ADMIT, QS_LEASE, QS_END, QS_LIVE, QS_SEED, QS_COUNT };
+    quota_lua_seed[], quota_lua_peek[];
+enum quota_script { QS_ADMIT, QS_LEASE, QS_END, QS_LIVE, QS_SEED, QS_PEEK, QS_COUNT };
 
 #define QJ_MAX_KEYS 8
 #define QJ_MAX_ARGS 16

@@ -190,3 +190,42 @@ const char quota_lua_seed[] =
     "  return 1\n"
     "end\n"
     "return 0\n";
+
+/* A subject's state without changing it (for /-/v1/quota and `hubmeter quota show`).
+ * KEYS: requests, bytes, month, next month, concurrency, events. ARGV: 1 rpm, 2 request
+ * burst, 3 bytes/s, 4 byte burst, 5 max concurrent, 6 period end µs, 7 next period end µs.
+ * Returns {requests left, requests refill µs, bytes left, bytes refill µs, month used,
+ * month end µs, downloads running, now µs, near-limit events, refused by requests, by
+ * monthly_bytes, by concurrency}. */
+const char quota_lua_peek[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
+    "local rpm, rburst = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local bps, bburst, maxc = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "local rtok, rfill, btok, bfill = 0, 0, 0, 0\n"
+    "if rpm > 0 then\n"
+    "  local cap = rburst > 0 and rburst or rpm\n"
+    "  local h = redis.call('HMGET', KEYS[1], 't', 'ts')\n"
+    "  rtok = tonumber(h[1]) or cap\n"
+    "  local ts = tonumber(h[2]) or now\n"
+    "  if now > ts then rtok = math.min(cap, rtok + (now - ts) * rpm / 60e6) end\n"
+    "  rfill = (cap - rtok) * 60e6 / rpm\n"
+    "end\n"
+    "if bps > 0 then\n"
+    "  local cap = bburst > 0 and bburst or bps\n"
+    "  local h = redis.call('HMGET', KEYS[2], 't', 'ts')\n"
+    "  btok = tonumber(h[1]) or cap\n"
+    "  local ts = tonumber(h[2]) or now\n"
+    "  if now > ts then btok = math.min(cap, btok + (now - ts) * bps / 1e6) end\n"
+    "  bfill = (cap - btok) * 1e6 / bps\n"
+    "end\n"
+    "local mkey, mend = KEYS[3], tonumber(ARGV[6])\n"
+    "if now >= mend then mkey = KEYS[4]; mend = tonumber(ARGV[7]) end\n"
+    "local used = tonumber(redis.call('GET', mkey) or '0')\n"
+    "local running = 0\n"
+    "if maxc > 0 then running = redis.call('ZCOUNT', KEYS[5], now, '+inf') end\n"
+    "local ev = redis.call('HMGET', KEYS[6], 'near_limit', 'refused_requests',\n"
+    "                      'refused_monthly_bytes', 'refused_concurrency')\n"
+    "return {math.floor(rtok), math.ceil(rfill), math.floor(btok), math.ceil(bfill), used, mend,\n"
+    "        running, now, tonumber(ev[1]) or 0, tonumber(ev[2]) or 0, tonumber(ev[3]) or 0,\n"
+    "        tonumber(ev[4]) or 0}\n";

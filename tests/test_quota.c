@@ -316,6 +316,90 @@ Test(quota, a_month_counter_redis_lost_is_rebuilt_from_postgresql_before_decidin
     cr_assert(th_log_contains(&g, "event=quota_month_seeded subject=org:"));
 }
 
+static json_t *quota_doc(const struct th_gateway *g)
+{
+    struct th_response r;
+    cr_assert_eq(get(g, "GET", "/-/v1/quota", NULL, &r), 200, "%s", r.body);
+    json_t *doc = json_loads(r.body, 0, NULL);
+    cr_assert(doc != NULL, "%s", r.body);
+    th_response_free(&r);
+    return doc;
+}
+
+static json_int_t policy_field(json_t *doc, const char *policy, const char *field)
+{
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(doc, "policies"), i, p)
+        if (strcmp(json_string_value(json_object_get(p, "name")), policy) == 0)
+            return json_integer_value(json_object_get(p, field));
+    cr_assert_fail("no policy %s", policy);
+    return -1;
+}
+
+Test(quota, the_quota_endpoint_and_cli_report_what_the_headers_say, .timeout = 120)
+{
+    setup_plan(file_upstream(), NULL,
+               (const char *[]){"--requests-per-minute", "6", "--request-burst", "5",
+                                "--monthly-bytes", "10000000", "--max-concurrent", "4", NULL});
+    struct th_gateway g;
+    start_gateway(&g, NULL);
+    struct th_response r;
+    long rem = -1, t;
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r), 200);
+        cr_assert(ratelimit_of(&r, "requests", &rem, &t));
+        th_response_free(&r);
+    }
+    get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r);
+    assert_refusal(&r, "requests");
+    th_response_free(&r);
+    usleep(300 * 1000); /* unused leases go back after the responses */
+    json_t *doc = quota_doc(&g);
+    cr_assert_str_eq(json_string_value(json_object_get(doc, "org")), "acme");
+    cr_assert_str_eq(json_string_value(json_object_get(doc, "source")), "redis");
+    cr_assert_eq(policy_field(doc, "requests", "limit"), 5);
+    cr_assert_eq(policy_field(doc, "requests", "remaining"), rem, "as the last header said");
+    cr_assert_eq(policy_field(doc, "monthly_bytes", "limit"), 10000000);
+    json_t *month = json_object_get(doc, "month");
+    cr_assert_eq(json_integer_value(json_object_get(month, "used")), 5 * 22,
+                 "five config.json downloads of 22 bytes, leases returned");
+    cr_assert_eq(json_integer_value(json_object_get(month, "remaining")), 10000000 - 5 * 22);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(doc, "concurrency"),
+                                                    "in_use")), 0);
+    json_t *ev = json_object_get(doc, "events");
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(ev, "refused"),
+                                                    "requests")), 1);
+    cr_assert_geq(json_integer_value(json_object_get(ev, "near_limit")), 1);
+    json_decref(doc);
+    /* Reading the quota spends nothing. */
+    doc = quota_doc(&g);
+    cr_assert_eq(policy_field(doc, "requests", "remaining"), rem);
+    json_decref(doc);
+    /* The operator's view from the CLI: the same figures. */
+    const char *env[] = {env_db, env_redis, NULL};
+    struct th_run run;
+    th_hubmeter(&run, env, (const char *[]){"quota", "show", "acme", "--json", NULL});
+    cr_assert_eq(run.status, 0, "%s", run.err);
+    doc = json_loads(run.out, 0, NULL);
+    cr_assert(doc != NULL, "%s", run.out);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(doc, "month"), "used")),
+                 5 * 22);
+    cr_assert_eq(json_integer_value(json_object_get(
+                     json_object_get(json_object_get(doc, "events"), "refused"), "requests")), 1);
+    json_decref(doc);
+    th_hubmeter(&run, env, (const char *[]){"quota", "show", "nobody", NULL});
+    cr_assert_neq(run.status, 0);
+    cr_assert(strstr(run.err, "nobody") != NULL, "%s", run.err);
+    /* Anonymous callers have no quota document. */
+    char u[256];
+    snprintf(u, sizeof u, "%s/-/v1/quota", g.base);
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 401);
+    th_response_free(&r);
+    th_gateway_stop(&g);
+}
+
 Test(quota, shadow_mode_never_refuses_and_still_reports, .timeout = 120)
 {
     setup_plan(file_upstream(), NULL,
