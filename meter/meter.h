@@ -141,6 +141,8 @@ struct meter_flow {
     int local_slot;    /* the local state entry holding this download (-1 none) */
     int64_t lease_ts_ms; /* when the concurrency entry was last refreshed */
     int64_t first_wait_us; /* pacing owed for the lease taken at admission */
+    bool pooled;           /* admitted from this gateway's pool (no round trip) */
+    int64_t lease_due_ms;  /* when the lease held is paid (its bytes may flow) */
 };
 
 struct meter_quota;

@@ -24,9 +24,24 @@
 #define LEASE_MIN (4u << 10)
 #define MEMBER_TTL_MS 60000
 #define MEMBER_REFRESH_MS 20000
+#define BUSY_RPS 50      /* admissions a second at this gateway that make a subject busy */
+#define POOL_TTL_MS 200  /* a pool's unused tokens and bytes go back to Redis after this */
 
 /* What this gateway knows of one subject: its local buckets (used while degraded), the
  * monthly usage Redis last reported plus what was leased locally since, and downloads. */
+struct admit_facts { /* what either Redis or the local budgets found */
+    bool admitted;
+    enum meter_policy refused;
+    double retry_us;
+    double rtok, rfill_us, btok, bfill_us;
+    uint64_t month_used;
+    int64_t month_end_us;
+    int64_t running;
+    int64_t now_us;
+    int64_t lease_wait_us; /* for the first lease, taken with the admission */
+    int64_t granted;       /* extra request tokens taken for the pool */
+};
+
 struct local_state {
     char subject[72];
     double rtok, btok;
@@ -35,6 +50,21 @@ struct local_state {
     uint64_t month_used;  /* from Redis, plus leases since */
     int active;           /* downloads of this subject running here */
     int64_t seed_tried_ms; /* when this gateway last tried to seed the month from PostgreSQL */
+    /* Busy subjects (at least BUSY_RPS admissions a second here) are served from pools:
+     * request tokens taken from Redis in batches, and byte leases shared by their
+     * downloads on this gateway. A pool lives POOL_TTL_MS after it was last filled; what
+     * is left then goes back to Redis (see sweep). */
+    int64_t rate_window_ms;
+    unsigned rate_count, rate_last;
+    int64_t pool_plan;        /* the plan the pools were taken under */
+    int64_t req_pool;         /* request tokens already taken from Redis */
+    uint64_t byte_pool;       /* bytes already leased from Redis (and counted in the month) */
+    int64_t byte_due_ms;      /* the pool's bytes may flow from then (the lease's wait) */
+    int64_t pool_exp_ms;      /* 0: no pool */
+    struct admit_facts snap;  /* Redis's last answer for this subject, for the headers */
+    int64_t snap_ms;
+    struct meter_plan pool_p; /* that plan, to give the pools back */
+    int pool_anchor;
 };
 
 struct meter_quota {
@@ -55,6 +85,8 @@ void meter_quota_set_seeder(struct meter_quota *q, meter_quota_seed_fn fn, void 
     q->seed = fn;
     q->seed_arg = arg;
 }
+
+static void sweep(void *arg);
 
 const char *meter_policy_name(enum meter_policy p)
 {
@@ -85,7 +117,7 @@ struct meter_quota *meter_quota_new(const struct hm_config *cfg, char *err, size
     }
     q->cfg = cfg;
     pthread_mutex_init(&q->mu, NULL);
-    q->client = quota_client_new(cfg->redis_url, cfg->redis_timeout_ms, cfg->instance_id);
+    q->client = quota_client_new(cfg->redis_url, cfg->redis_timeout_ms, cfg->instance_id, sweep, q);
     if (q->client == NULL) {
         cm_fmt(err, errlen, "cannot start the quota client thread");
         meter_quota_free(q);
@@ -98,6 +130,15 @@ void meter_quota_free(struct meter_quota *q)
 {
     if (q == NULL)
         return;
+    if (q->client != NULL) { /* pools go back to Redis before the client's last round */
+        pthread_mutex_lock(&q->mu);
+        for (int i = 0; i < LOCAL_SLOTS; i++)
+            if (q->local[i].pool_exp_ms != 0)
+                q->local[i].pool_exp_ms = 1;
+        pthread_mutex_unlock(&q->mu);
+        for (int i = 0; i < LOCAL_SLOTS / 64 + 1; i++)
+            sweep(q);
+    }
     quota_client_free(q->client);
     pthread_mutex_destroy(&q->mu);
     free(q->local);
@@ -206,18 +247,6 @@ static void sort_states(struct meter_decision *d)
         }
 }
 
-struct admit_facts { /* what either Redis or the local budgets found */
-    bool admitted;
-    enum meter_policy refused;
-    double retry_us;
-    double rtok, rfill_us, btok, bfill_us;
-    uint64_t month_used;
-    int64_t month_end_us;
-    int64_t running;
-    int64_t now_us;
-    int64_t lease_wait_us; /* for the first lease, taken with the admission */
-};
-
 static void fill_decision(const struct meter_plan *p, int64_t period_s, const struct admit_facts *a,
                           struct meter_decision *d)
 {
@@ -272,7 +301,7 @@ static int64_t num(const redisReply *r, size_t i)
 /* CM_OK with a decision, CM_AGAIN when the month counter must be seeded first (only asked
  * when require_seeded), CM_UNAVAIL when Redis could not answer. */
 static int admit_redis(struct meter_quota *q, const struct meter_flow *f, bool charge,
-                       uint64_t first_lease, bool require_seeded,
+                       uint64_t first_lease, int64_t extra, bool require_seeded,
                        const char *mname, const char *mnext, int64_t end_s, int64_t next_end_s,
                        struct admit_facts *a)
 {
@@ -306,6 +335,7 @@ static int admit_redis(struct meter_quota *q, const struct meter_flow *f, bool c
     quota_job_arg(j, "%d", p->shadow ? 1 : 0);
     quota_job_arg(j, "%llu", (unsigned long long)first_lease);
     quota_job_arg(j, "%d", require_seeded ? 1 : 0);
+    quota_job_arg(j, "%lld", (long long)extra);
     if (quota_client_call(q->client, j) != CM_OK)
         return CM_UNAVAIL;
     const redisReply *r = j->reply;
@@ -328,6 +358,7 @@ static int admit_redis(struct meter_quota *q, const struct meter_flow *f, bool c
         a->running = num(r, 9);
         a->now_us = num(r, 10);
         a->lease_wait_us = num(r, 11);
+        a->granted = r->elements >= 13 ? num(r, 12) : 0;
         rc = CM_OK;
     }
     quota_job_free(j);
@@ -415,6 +446,93 @@ static void seed_month(struct meter_quota *q, const struct meter_flow *f, const 
     }
 }
 
+/* Counts an admission in the subject's rate window; under q->mu. */
+static void count_rate(struct local_state *e, int64_t now_ms)
+{
+    if (now_ms - e->rate_window_ms >= 1000) {
+        e->rate_last = now_ms - e->rate_window_ms < 2000 ? e->rate_count : 0;
+        e->rate_count = 0;
+        e->rate_window_ms = now_ms;
+    }
+    e->rate_count++;
+}
+
+/* Admissions a second at this gateway: the last full window's, or the current one's
+ * projected once it has a few. */
+static unsigned rate_of(const struct local_state *e, int64_t now_ms)
+{
+    int64_t span = now_ms - e->rate_window_ms;
+    unsigned now_rate = e->rate_count >= 5 ? (unsigned)(e->rate_count * 1000 / (span > 100 ? span : 100))
+                                           : 0;
+    return now_rate > e->rate_last ? now_rate : e->rate_last;
+}
+
+static bool busy(const struct local_state *e, int64_t now_ms)
+{
+    return rate_of(e, now_ms) >= BUSY_RPS;
+}
+
+static bool pool_live(const struct local_state *e, const struct meter_plan *p, int64_t now_ms)
+{
+    return e->pool_exp_ms != 0 && now_ms < e->pool_exp_ms && e->pool_plan == p->id;
+}
+
+/* Admits from the subject's pool when the decision needs nothing shared that the pool
+ * does not hold: a request token (or no request limit), no concurrency slot, and a month
+ * not known to be spent. Under q->mu. */
+static bool admit_from_pool(struct local_state *e, const struct meter_plan *p, bool charge,
+                            bool download, int64_t now_ms, struct admit_facts *a)
+{
+    if (!pool_live(e, p, now_ms) || (download && p->max_concurrent > 0))
+        return false;
+    if (charge && p->requests_per_minute > 0 && e->req_pool < 1)
+        return false;
+    if (download && charge && p->monthly_bytes > 0 && e->month_used >= (uint64_t)p->monthly_bytes)
+        return false; /* refusals are decided in Redis */
+    if (charge && p->requests_per_minute > 0)
+        e->req_pool--;
+    *a = e->snap; /* what Redis said last, with the pool's tokens already taken */
+    a->admitted = true;
+    a->refused = MQ_NONE;
+    a->retry_us = 0;
+    a->lease_wait_us = 0;
+    a->granted = 0;
+    a->now_us = e->snap.now_us + (now_ms - e->snap_ms) * 1000;
+    a->month_used = e->month_used;
+    a->rtok = e->snap.rtok + (double)e->req_pool; /* the pool's tokens are still the org's */
+    return true;
+}
+
+/* Takes up to want bytes of the subject's byte pool for a download; *wait_us is how long
+ * until they may flow. Under q->mu. */
+static uint64_t take_from_pool(struct local_state *e, const struct meter_plan *p, uint64_t want,
+                               int64_t now_ms, int64_t *wait_us)
+{
+    *wait_us = 0;
+    if (!pool_live(e, p, now_ms) || e->byte_pool == 0)
+        return 0;
+    uint64_t n = e->byte_pool < want ? e->byte_pool : want;
+    e->byte_pool -= n;
+    if (e->byte_due_ms > now_ms)
+        *wait_us = (e->byte_due_ms - now_ms) * 1000;
+    return n;
+}
+
+/* Starts or refills the subject's pools after a Redis answer; under q->mu. */
+static void pool_fill(struct local_state *e, const struct meter_plan *p, int anchor,
+                      const struct admit_facts *a, int64_t now_ms)
+{
+    e->pool_anchor = anchor;
+    if (!pool_live(e, p, now_ms) && (e->req_pool > 0 || e->byte_pool > 0))
+        return; /* an expired pool is returned by the sweep first */
+    e->pool_plan = p->id;
+    e->pool_p = *p;
+    e->req_pool += a->granted;
+    e->snap = *a;
+    e->snap_ms = now_ms;
+    e->pool_exp_ms = now_ms + POOL_TTL_MS;
+}
+
 void meter_quota_admit(struct meter_quota *q, const struct meter_plan *plan, const char *subject,
                        int anchor_day, bool charge, bool download, struct meter_flow *f,
                        struct meter_decision *d)
@@ -435,21 +553,50 @@ void meter_quota_admit(struct meter_quota *q, const struct meter_plan *plan, con
     period_of(cm_now_us() / 1000000, f->anchor_day, &start, &end, &next_end, mname, mnext,
               sizeof mname);
     struct admit_facts a = {0};
-    /* An admitted download takes its first lease with the decision: one round trip for a
-     * small file. */
     uint64_t first = f->bytes_tracked ? lease_size(plan) : 0;
-    int rrc = admit_redis(q, f, charge, first, true, mname, mnext, end, next_end, &a);
-    if (rrc == CM_AGAIN) { /* Redis lost the month's counter: rebuild it, then decide */
-        seed_month(q, f, mname, start, end);
-        rrc = admit_redis(q, f, charge, first, false, mname, mnext, end, next_end, &a);
-    }
-    bool remote = rrc == CM_OK;
+    int64_t now_ms = cm_mono_ms();
     int slot;
+    /* A busy subject is admitted from its pool when it can be: no round trip. */
     pthread_mutex_lock(&q->mu);
     struct local_state *e = local_get(q, f->subject, &slot);
+    count_rate(e, now_ms);
+    bool pooled = admit_from_pool(e, plan, charge, download, now_ms, &a);
+    bool want_pool = !pooled && busy(e, now_ms) && charge && !plan->shadow &&
+                     !(download && plan->max_concurrent > 0);
+    int64_t extra = 0;
+    if (want_pool && plan->requests_per_minute > 0) {
+        /* A tenth of a second of this gateway's rate, at most a quarter of its share. */
+        int64_t cap = plan->request_burst > 0 ? plan->request_burst : plan->requests_per_minute;
+        int64_t share = cap / 4 / (int64_t)quota_client_live(q->client);
+        extra = (int64_t)rate_of(e, now_ms) / 10;
+        extra = extra > share ? share : extra;
+    }
+    if (pooled && first > 0) { /* the download's first bytes from the byte pool */
+        f->lease_left = take_from_pool(e, plan, first, now_ms, &f->first_wait_us);
+        f->leased = f->lease_left;
+        first = 0;
+    }
+    pthread_mutex_unlock(&q->mu);
+    bool remote = false;
+    if (!pooled) {
+        /* An admitted download takes its first lease with the decision: one round trip for
+         * a small file. */
+        int rrc = admit_redis(q, f, charge, first, extra, true, mname, mnext, end, next_end, &a);
+        if (rrc == CM_AGAIN) { /* Redis lost the month's counter: rebuild it, then decide */
+            seed_month(q, f, mname, start, end);
+            rrc = admit_redis(q, f, charge, first, extra, false, mname, mnext, end, next_end, &a);
+        }
+        remote = rrc == CM_OK;
+    }
+    pthread_mutex_lock(&q->mu);
+    e = local_get(q, f->subject, &slot);
     if (remote) {
         e->month_used = a.month_used;
-    } else {
+        if (want_pool && a.admitted) {
+            pool_fill(e, plan, f->anchor_day, &a, cm_mono_ms());
+            a.rtok += (double)e->req_pool;
+        }
+    } else if (!pooled) {
         admit_local(q, e, f, charge, end, &a);
         d->degraded = true;
         atomic_fetch_add(&q->degraded, 1);
@@ -471,6 +618,7 @@ void meter_quota_admit(struct meter_quota *q, const struct meter_plan *plan, con
         f->member[0] = '\0'; /* no concurrency entry was taken */
     f->admitted = a.admitted;
     f->charged = a.admitted && charge;
+    f->pooled = pooled;
     f->lease_ts_ms = cm_mono_ms();
     fill_decision(plan, end - start, &a, d);
     if (!a.admitted)
@@ -556,6 +704,24 @@ void meter_quota_bytes(struct meter_quota *q, struct meter_flow *f, uint64_t n, 
         amount = lease_size(&f->plan);
         if (amount < n - f->lease_left)
             amount = n - f->lease_left;
+        /* The subject's byte pool on this gateway first (what ended downloads left). */
+        int slot;
+        int64_t pool_wait = 0;
+        pthread_mutex_lock(&q->mu);
+        uint64_t got = take_from_pool(local_get(q, f->subject, &slot), &f->plan, amount,
+                                      cm_mono_ms(), &pool_wait);
+        pthread_mutex_unlock(&q->mu);
+        f->lease_left += got;
+        f->leased += got;
+        owed = owed > pool_wait ? owed : pool_wait;
+        if (f->lease_left >= n && !refresh) {
+            f->lease_left -= n;
+            *wait_us = owed;
+            f->lease_due_ms = cm_mono_ms() + owed / 1000;
+            return;
+        }
+        amount = f->lease_left >= n ? 0 : amount - got < n - f->lease_left ? n - f->lease_left
+                                                                            : amount - got;
     }
     bool remote = lease_redis(q, f, amount, wait_us) == CM_OK;
     int slot;
@@ -570,51 +736,109 @@ void meter_quota_bytes(struct meter_quota *q, struct meter_flow *f, uint64_t n, 
     f->lease_ts_ms = cm_mono_ms();
     f->leased += amount;
     f->lease_left = f->lease_left + amount - n;
-    *wait_us += owed;
+    *wait_us = *wait_us > owed ? *wait_us : owed;
+    f->lease_due_ms = cm_mono_ms() + *wait_us / 1000;
+}
+
+/* Gives back to Redis: unused bytes, request tokens, a concurrency entry. Never waits. */
+static void give_back(struct meter_quota *q, const struct meter_plan *p, const char *subject,
+                      int anchor, uint64_t bytes, int64_t tokens, const char *member)
+{
+    if (bytes == 0 && tokens == 0 && (member == NULL || member[0] == '\0'))
+        return;
+    int64_t start, end, next_end;
+    char mname[48], mnext[48];
+    period_of(cm_now_us() / 1000000, anchor, &start, &end, &next_end, mname, mnext, sizeof mname);
+    struct quota_job *j = quota_job_new(QS_END);
+    if (j == NULL)
+        return;
+    quota_job_key(j, subject, "r");
+    quota_job_key(j, subject, "b");
+    quota_job_key(j, subject, mname);
+    quota_job_key(j, subject, mnext);
+    quota_job_key(j, subject, "c");
+    quota_job_arg(j, "%lld", (long long)p->requests_per_minute);
+    quota_job_arg(j, "%lld", (long long)p->request_burst);
+    quota_job_arg(j, "%lld", (long long)p->bytes_per_second);
+    quota_job_arg(j, "%lld", (long long)p->byte_burst);
+    quota_job_arg(j, "%llu", (unsigned long long)bytes);
+    quota_job_arg(j, "%d", p->monthly_bytes > 0 ? 1 : 0);
+    quota_job_arg(j, "%lld", (long long)end * 1000000);
+    quota_job_arg(j, "%s", member ? member : "");
+    quota_job_arg(j, "%lld", (long long)tokens);
+    quota_client_send(q->client, j);
 }
 
 void meter_quota_end(struct meter_quota *q, struct meter_flow *f, bool refund)
 {
     if (!f->admitted)
         return;
-    if (f->local_slot >= 0) {
-        pthread_mutex_lock(&q->mu);
-        struct local_state *e = &q->local[f->local_slot];
-        if (strcmp(e->subject, f->subject) == 0) {
-            if (e->active > 0)
-                e->active--;
-            e->month_used -= f->lease_left < e->month_used ? f->lease_left : e->month_used;
-        }
-        pthread_mutex_unlock(&q->mu);
-    }
-    bool give_back = f->bytes_tracked && f->lease_left > 0;
     bool refund_token = refund && f->charged && f->plan.requests_per_minute > 0;
-    if (!give_back && f->member[0] == '\0' && !refund_token)
-        return;
-    int64_t start, end, next_end;
-    char mname[48], mnext[48];
-    period_of(cm_now_us() / 1000000, f->anchor_day, &start, &end, &next_end, mname, mnext,
-              sizeof mname);
-    struct quota_job *j = quota_job_new(QS_END);
-    if (j == NULL)
-        return;
-    quota_job_key(j, f->subject, "r");
-    quota_job_key(j, f->subject, "b");
-    quota_job_key(j, f->subject, mname);
-    quota_job_key(j, f->subject, mnext);
-    quota_job_key(j, f->subject, "c");
-    quota_job_arg(j, "%lld", (long long)f->plan.requests_per_minute);
-    quota_job_arg(j, "%lld", (long long)f->plan.request_burst);
-    quota_job_arg(j, "%lld", (long long)f->plan.bytes_per_second);
-    quota_job_arg(j, "%lld", (long long)f->plan.byte_burst);
-    quota_job_arg(j, "%llu", (unsigned long long)(give_back ? f->lease_left : 0));
-    quota_job_arg(j, "%d", f->plan.monthly_bytes > 0 ? 1 : 0);
-    quota_job_arg(j, "%lld", (long long)end * 1000000);
-    quota_job_arg(j, "%s", f->member);
-    quota_job_arg(j, "%d", refund_token ? 1 : 0);
-    quota_client_send(q->client, j);
+    uint64_t unused = f->bytes_tracked ? f->lease_left : 0;
+    int64_t now_ms = cm_mono_ms();
+    pthread_mutex_lock(&q->mu);
+    int slot;
+    struct local_state *e = f->local_slot >= 0 ? &q->local[f->local_slot] : NULL;
+    if (e != NULL && strcmp(e->subject, f->subject) == 0 && e->active > 0)
+        e->active--;
+    e = local_get(q, f->subject, &slot);
+    if (pool_live(e, &f->plan, now_ms)) { /* back to the pool, not to Redis */
+        e->byte_pool += unused;
+        if (f->lease_due_ms > e->byte_due_ms)
+            e->byte_due_ms = f->lease_due_ms;
+        unused = 0;
+        if (refund_token) {
+            e->req_pool++;
+            refund_token = false;
+        }
+    } else {
+        e->month_used -= unused < e->month_used ? unused : e->month_used;
+    }
+    pthread_mutex_unlock(&q->mu);
+    give_back(q, &f->plan, f->subject, f->anchor_day, unused, refund_token ? 1 : 0, f->member);
     f->lease_left = 0;
     f->member[0] = '\0';
+}
+
+/* Returns expired pools to Redis (called by the quota client thread every 100 ms). */
+static void sweep(void *arg)
+{
+    struct meter_quota *q = arg;
+    struct returned {
+        char subject[72];
+        struct meter_plan plan;
+        int anchor;
+        uint64_t bytes;
+        int64_t tokens;
+    } back[64];
+    int n = 0;
+    int64_t now_ms = cm_mono_ms();
+    pthread_mutex_lock(&q->mu);
+    for (int i = 0; i < LOCAL_SLOTS && n < 64; i++) {
+        struct local_state *e = &q->local[i];
+        if (e->pool_exp_ms == 0 || now_ms < e->pool_exp_ms)
+            continue;
+        if (e->req_pool > 0 || e->byte_pool > 0) {
+            struct returned *r = &back[n++];
+            cm_copy(r->subject, sizeof r->subject, e->subject);
+            r->plan = e->pool_p;
+            r->anchor = e->pool_anchor;
+            r->bytes = e->byte_pool;
+            r->tokens = e->req_pool;
+            e->month_used -= e->byte_pool < e->month_used ? e->byte_pool : e->month_used;
+        }
+        e->req_pool = 0;
+        e->byte_pool = 0;
+        e->byte_due_ms = 0;
+        e->pool_exp_ms = 0;
+    }
+    pthread_mutex_unlock(&q->mu);
+    for (int i = 0; i < n; i++)
+        give_back(q, &back[i].plan, back[i].subject, back[i].anchor,
+                  back[i].plan.bytes_per_second > 0 || back[i].plan.monthly_bytes > 0
+                      ? back[i].bytes
+                      : 0,
+                  back[i].tokens, NULL);
 }
 
 void meter_quota_stats(struct meter_quota *q, struct meter_quota_stats *out)

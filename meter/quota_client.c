@@ -23,6 +23,7 @@
 #define LIVE_HORIZON_MS 10000
 #define LIVE_KEY "hm:gateways"
 #define ROUND_MAX 2048
+#define TICK_MS 100
 
 struct quota_client {
     pthread_mutex_t mu;
@@ -40,6 +41,9 @@ struct quota_client {
     _Atomic unsigned live;
     int64_t next_live_ms;
     _Atomic uint64_t calls, sends, errors, timeouts;
+    void (*tick)(void *arg); /* called every TICK_MS from the thread */
+    void *tick_arg;
+    int64_t next_tick_ms;
 };
 
 static const char *const script_text[QS_COUNT] = {quota_lua_admit, quota_lua_lease, quota_lua_end,
@@ -298,10 +302,18 @@ static void *client_main(void *arg)
     struct quota_client *c = arg;
     pthread_mutex_lock(&c->mu);
     for (;;) {
-        while (c->head == NULL && !c->stop && cm_mono_ms() < c->next_live_ms) {
+        while (c->head == NULL && !c->stop && cm_mono_ms() < c->next_live_ms &&
+               cm_mono_ms() < c->next_tick_ms) {
+            int64_t until = c->next_live_ms < c->next_tick_ms ? c->next_live_ms : c->next_tick_ms;
             struct timespec ts;
-            deadline_after(&ts, (unsigned)(c->next_live_ms - cm_mono_ms()));
+            deadline_after(&ts, (unsigned)(until - cm_mono_ms()));
             pthread_cond_timedwait(&c->work, &c->mu, &ts);
+        }
+        if (c->tick != NULL && cm_mono_ms() >= c->next_tick_ms) {
+            c->next_tick_ms = cm_mono_ms() + TICK_MS;
+            pthread_mutex_unlock(&c->mu);
+            c->tick(c->tick_arg); /* may queue calls: taken below or in the next round */
+            pthread_mutex_lock(&c->mu);
         }
         if (c->stop && c->head == NULL)
             break;
@@ -338,7 +350,8 @@ static void *client_main(void *arg)
     return NULL;
 }
 
-struct quota_client *quota_client_new(const char *url, unsigned timeout_ms, const char *instance)
+struct quota_client *quota_client_new(const char *url, unsigned timeout_ms, const char *instance,
+                                      void (*tick)(void *arg), void *tick_arg)
 {
     struct quota_client *c = calloc(1, sizeof *c);
     if (c == NULL)
@@ -353,6 +366,9 @@ struct quota_client *quota_client_new(const char *url, unsigned timeout_ms, cons
     cm_copy(c->url, sizeof c->url, url);
     cm_copy(c->instance, sizeof c->instance, instance);
     c->timeout_ms = timeout_ms;
+    c->tick = tick;
+    c->tick_arg = tick_arg;
+    c->next_tick_ms = tick != NULL ? 0 : INT64_MAX;
     if (pthread_create(&c->thread, NULL, client_main, c) != 0) {
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->work);

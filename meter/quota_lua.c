@@ -15,10 +15,12 @@
  * 7 charge (0 for HEAD), 8 download (joins concurrency, checks the month), 9 member,
  * 10 member ttl ms, 11 period end µs, 12 next period end µs, 13 shadow, 14 first lease
  * (bytes an admitted download takes at once, as the lease script would: 0 for none),
- * 15 '1': answer {-1} without deciding when the month counter is not seeded yet.
+ * 15 '1': answer {-1} without deciding when the month counter is not seeded yet,
+ * 16 extra request tokens an admitted request takes for its gateway's pool (at most what
+ * the bucket holds).
  * Returns {admitted, refused policy, retry µs, requests left, requests refill µs,
  * bytes left, bytes refill µs, month used, month end µs, downloads running, now µs,
- * wait µs before the first lease's bytes may flow}.
+ * wait µs before the first lease's bytes may flow, extra tokens granted}.
  * A refused request writes nothing but its refusal counter. */
 const char quota_lua_admit[] =
     "local t = redis.call('TIME')\n"
@@ -67,9 +69,14 @@ const char quota_lua_admit[] =
     "  end\n"
     "end\n"
     "local admit = refused == '' or shadow\n"
+    "local granted = 0\n"
     "if admit then\n"
     "  if rpm > 0 and charge then\n"
     "    rtok = math.max(0, rtok - 1)\n"
+    "    if refused == '' then\n"
+    "      granted = math.max(0, math.min(tonumber(ARGV[16]), math.floor(rtok)))\n"
+    "      rtok = rtok - granted\n"
+    "    end\n"
     "    redis.call('HSET', KEYS[1], 't', rtok, 'ts', now)\n"
     "    redis.call('PEXPIRE', KEYS[1], math.ceil(rcap * 60000 / rpm) + 1000)\n"
     "  end\n"
@@ -100,7 +107,8 @@ const char quota_lua_admit[] =
     "if near then redis.call('HINCRBY', KEYS[6], 'near_limit', 1) end\n"
     "if refused ~= '' or near then redis.call('PEXPIRE', KEYS[6], 3456000000) end\n"
     "return {admit and 1 or 0, refused, math.ceil(retry), math.floor(rtok), math.ceil(rfill),\n"
-    "        math.floor(btok), math.ceil(bfill), used, mend, running, now, math.ceil(wait)}\n";
+    "        math.floor(btok), math.ceil(bfill), used, mend, running, now, math.ceil(wait),\n"
+    "        granted}\n";
 
 /* A lease of bytes for a running download: debits the byte bucket (which may go into
  * debt: the caller then waits until the debt is repaid, so streams share the rate in
@@ -138,19 +146,20 @@ const char quota_lua_lease[] =
  * download leaves the concurrency set, and a 304 gives its request token back.
  * KEYS: requests, bytes, month, next month, concurrency. ARGV: 1 rpm, 2 request burst,
  * 3 bytes/s, 4 byte burst, 5 unused bytes, 6 track month, 7 period end µs, 8 member,
- * 9 refund request. */
+ * 9 request tokens to give back (a 304's, or a pool's unused ones). */
 const char quota_lua_end[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
     "local rpm, rburst = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
     "local bps, bburst, unused = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])\n"
-    "if ARGV[9] == '1' and rpm > 0 then\n"
+    "local back = tonumber(ARGV[9])\n"
+    "if back > 0 and rpm > 0 then\n"
     "  local cap = rburst > 0 and rburst or rpm\n"
     "  local h = redis.call('HMGET', KEYS[1], 't', 'ts')\n"
     "  local tok = tonumber(h[1]) or cap\n"
     "  local ts = tonumber(h[2]) or now\n"
     "  if now > ts then tok = tok + (now - ts) * rpm / 60e6 end\n"
-    "  redis.call('HSET', KEYS[1], 't', math.min(cap, tok + 1), 'ts', now)\n"
+    "  redis.call('HSET', KEYS[1], 't', math.min(cap, tok + back), 'ts', now)\n"
     "end\n"
     "if unused > 0 and bps > 0 then\n"
     "  local cap = bburst > 0 and bburst or bps\n"

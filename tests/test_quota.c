@@ -131,7 +131,7 @@ Test(quota, request_limit_holds_across_two_gateways_with_consistent_headers, .ti
     start_gateway(&b, NULL);
     int64_t t0 = th_now_ms();
     int admitted = 0, refused = 0;
-    long last_remaining = 41;
+    long last_remaining[2] = {41, 41}; /* per gateway: each knows its own pool */
     for (int i = 0; i < 100; i++) {
         struct th_response r;
         get(i % 2 ? &b : &a, "GET", "/acme/model/resolve/main/config.json", NULL, &r);
@@ -142,9 +142,10 @@ Test(quota, request_limit_holds_across_two_gateways_with_consistent_headers, .ti
         cr_assert(ratelimit_of(&r, "requests", &rem, &t));
         if (r.status == 200) {
             admitted++;
-            cr_assert_lt(rem, last_remaining + 1, "remaining only falls while the burst is spent");
+            cr_assert_lt(rem, last_remaining[i % 2] + 1,
+                         "remaining only falls while the burst is spent");
             cr_assert_eq(header_num(&r, "X-RateLimit-Remaining"), rem);
-            last_remaining = rem;
+            last_remaining[i % 2] = rem;
         } else {
             refused++;
             assert_refusal(&r, "requests");
@@ -316,6 +317,8 @@ Test(quota, a_month_counter_redis_lost_is_rebuilt_from_postgresql_before_decidin
     cr_assert(th_log_contains(&g, "event=quota_month_seeded subject=org:"));
 }
 
+static long metric(const struct th_gateway *g, const char *name);
+
 static json_t *quota_doc(const struct th_gateway *g)
 {
     struct th_response r;
@@ -397,6 +400,37 @@ Test(quota, the_quota_endpoint_and_cli_report_what_the_headers_say, .timeout = 1
     th_http("GET", u, NULL, &r);
     cr_assert_eq(r.status, 401);
     th_response_free(&r);
+    th_gateway_stop(&g);
+}
+
+Test(quota, a_busy_org_is_admitted_from_local_pools_and_unused_tokens_go_back, .timeout = 120)
+{
+    /* One token a second, a bucket of 100: the test's requests come from the burst. */
+    setup_plan(file_upstream(), NULL,
+               (const char *[]){"--requests-per-minute", "60", "--request-burst", "100",
+                                "--bytes-per-second", "100000000", NULL});
+    struct th_gateway g;
+    start_gateway(&g, NULL);
+    long calls0 = metric(&g, "hubmeter_quota_redis_calls_total");
+    int64_t t0 = th_now_ms();
+    struct th_response r;
+    for (int i = 0; i < 60; i++) {
+        cr_assert_eq(get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r), 200);
+        th_response_free(&r);
+    }
+    long calls = metric(&g, "hubmeter_quota_redis_calls_total") - calls0;
+    cr_assert_lt(calls, 45, "a busy org takes tokens and bytes in batches: %ld Redis calls for "
+                            "60 requests", calls);
+    usleep(600 * 1000); /* the pools expire after 200 ms and go back */
+    json_t *doc = quota_doc(&g);
+    double elapsed_s = (double)(th_now_ms() - t0) / 1000.0;
+    json_int_t rem = policy_field(doc, "requests", "remaining");
+    cr_assert(rem >= 40 && rem <= 40 + (json_int_t)elapsed_s + 1,
+              "exactly the 60 admitted requests were spent (remaining %lld after %.1f s)",
+              (long long)rem, elapsed_s);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(doc, "month"), "used")), 0,
+                 "no monthly quota: nothing tracked");
+    json_decref(doc);
     th_gateway_stop(&g);
 }
 
