@@ -174,7 +174,7 @@ static void csv_consumer(struct bill_buf *b, const json_t *doc, const json_t *c)
     struct bill_buf repos = {0};
     size_t i;
     const json_t *r;
-    json_array_foreach(json_object_get(c, "top_repositories"), i, r)
+    for (i = 0; (r = json_array_get(json_object_get(c, "top_repositories"), i)) != NULL; i++)
         bill_buf_printf(&repos, "%s%s=%lld", i ? ";" : "", bill_jstr(r, "repo"),
                         (long long)bill_jint(r, "bytes"));
     char *list = bill_buf_finish(&repos);
@@ -190,7 +190,7 @@ char *bill_render_csv(const json_t *doc)
     bill_buf_put(&b, CSV_HEADER);
     size_t i;
     const json_t *c;
-    json_array_foreach(json_object_get(doc, "consumers"), i, c)
+    for (i = 0; (c = json_array_get(json_object_get(doc, "consumers"), i)) != NULL; i++)
         csv_consumer(&b, doc, c);
     const json_t *t = json_object_get(doc, "totals");
     char e[40], r[40], f[40], cost[40], asks[40];

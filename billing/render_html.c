@@ -139,7 +139,7 @@ static void table(struct bill_buf *b, const json_t *doc)
                     "<th class=\"l\">status</th><th>trend</th><th>429s</th></tr>\n");
     size_t i;
     const json_t *c;
-    json_array_foreach(json_object_get(doc, "consumers"), i, c)
+    for (i = 0; (c = json_array_get(json_object_get(doc, "consumers"), i)) != NULL; i++)
         table_row(b, doc, c);
     bill_buf_put(b, "</table>\n");
 }
@@ -159,7 +159,7 @@ static void evidence(struct bill_buf *b, const json_t *doc, const json_t *c)
     bill_buf_put(b, ". Most of it came from ");
     size_t i;
     const json_t *r;
-    json_array_foreach(json_object_get(c, "top_repositories"), i, r) {
+    for (i = 0; (r = json_array_get(json_object_get(c, "top_repositories"), i)) != NULL; i++) {
         bill_format_bytes((uint64_t)bill_jint(r, "bytes"), peak, sizeof peak);
         bill_buf_put(b, i ? ", " : "");
         bill_buf_html(b, bill_jstr(r, "repo"));
@@ -225,7 +225,7 @@ char *bill_render_html(const json_t *doc)
     table(&b, doc);
     size_t i;
     const json_t *c;
-    json_array_foreach(json_object_get(doc, "consumers"), i, c)
+    for (i = 0; (c = json_array_get(json_object_get(doc, "consumers"), i)) != NULL; i++)
         if (bill_jint(c, "ask_micros") > 0)
             letter(&b, doc, c);
     bill_buf_put(&b, "</body></html>\n");

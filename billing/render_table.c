@@ -80,9 +80,9 @@ char *bill_render_table(const json_t *doc)
                     "trend", "refused");
     size_t i;
     const json_t *c;
-    json_array_foreach(json_object_get(doc, "consumers"), i, c)
+    for (i = 0; (c = json_array_get(json_object_get(doc, "consumers"), i)) != NULL; i++)
         row(&b, doc, c);
-    json_array_foreach(json_object_get(doc, "consumers"), i, c) {
+    for (i = 0; (c = json_array_get(json_object_get(doc, "consumers"), i)) != NULL; i++) {
         const json_t *red = json_object_get(c, "redundancy");
         if (!json_is_true(json_object_get(red, "flagged")))
             continue;

@@ -93,7 +93,7 @@ static const json_t *find_consumer(const json_t *doc, const char *kind, const ch
 {
     size_t i;
     const json_t *c;
-    json_array_foreach(json_object_get(doc, "consumers"), i, c)
+    for (i = 0; (c = json_array_get(json_object_get(doc, "consumers"), i)) != NULL; i++)
         if (strcmp(bill_jstr(c, "kind"), kind) == 0 && strcmp(bill_jstr(c, "consumer"), name) == 0)
             return c;
     return NULL;
@@ -107,7 +107,7 @@ static json_t *consumer_changes(const json_t *before, const json_t *after)
     json_t *out = json_array();
     size_t i;
     const json_t *c;
-    json_array_foreach(json_object_get(after, "consumers"), i, c) {
+    for (i = 0; (c = json_array_get(json_object_get(after, "consumers"), i)) != NULL; i++) {
         const json_t *old = find_consumer(before, bill_jstr(c, "kind"), bill_jstr(c, "consumer"));
         json_t *row = json_pack("{s:s, s:s}", "consumer", bill_jstr(c, "consumer"), "kind",
                                 bill_jstr(c, "kind"));
@@ -122,7 +122,7 @@ static json_t *consumer_changes(const json_t *before, const json_t *after)
             json_array_append(out, row);
         json_decref(row);
     }
-    json_array_foreach(json_object_get(before, "consumers"), i, c)
+    for (i = 0; (c = json_array_get(json_object_get(before, "consumers"), i)) != NULL; i++)
         if (find_consumer(after, bill_jstr(c, "kind"), bill_jstr(c, "consumer")) == NULL)
             json_array_append_new(out, json_pack("{s:s, s:s, s:b}", "consumer",
                                                  bill_jstr(c, "consumer"), "kind",
@@ -143,12 +143,13 @@ json_t *bill_snapshot_diff(const json_t *before, int64_t before_id, const char *
             json_object_set_new(totals, keys[k], d);
     }
     json_t *model = json_array();
-    const char *mk;
-    json_t *mv;
     const json_t *old_model = json_object_get(before, "cost_model");
-    json_object_foreach(json_object_get(after, "cost_model"), mk, mv)
-        if (!json_equal(mv, json_object_get(old_model, mk)))
-            json_array_append_new(model, json_string(mk));
+    json_t *new_model = json_object_get(after, "cost_model");
+    for (void *it = json_object_iter(new_model); it != NULL;
+         it = json_object_iter_next(new_model, it))
+        if (!json_equal(json_object_iter_value(it),
+                        json_object_get(old_model, json_object_iter_key(it))))
+            json_array_append_new(model, json_string(json_object_iter_key(it)));
     json_t *consumers = consumer_changes(before, after);
     bool same = json_object_size(totals) == 0 && json_array_size(model) == 0 &&
                 json_array_size(consumers) == 0;
