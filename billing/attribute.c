@@ -22,7 +22,7 @@ static int64_t half_up(__int128 n, __int128 d)
     return q > INT64_MAX ? INT64_MAX : q < INT64_MIN ? INT64_MIN : (int64_t)q;
 }
 
-static int64_t ceil_div(__int128 n, __int128 d) { return d > 0 ? (int64_t)((n + d - 1) / d) : 0; }
+static __int128 ceil_div(__int128 n, __int128 d) { return d > 0 ? (n + d - 1) / d : 0; }
 
 /* The splits of the three cost pools; sets the period totals in t[]. */
 enum { T_BYTES, T_REQ, T_EGRESS, T_REQCOST, T_FIXED, T_FIXED_OUT, T_COST, T_N };
@@ -48,7 +48,12 @@ static int allocate(struct bill_period *p, const struct bill_model *m, int64_t t
         /* With no bytes there is nothing to attribute the fixed cost by. */
         t[T_FIXED] = bytes > 0 ? half_up((__int128)m->fixed_cost * m->fixed_share_bp, 10000) : 0;
         t[T_FIXED_OUT] = m->fixed_cost - t[T_FIXED];
-        t[T_COST] = t[T_EGRESS] + t[T_REQCOST] + t[T_FIXED];
+        /* Every consumer's cost is at most the period's: one check covers them all. */
+        if (__builtin_add_overflow(t[T_EGRESS], t[T_REQCOST], &t[T_COST]) ||
+            __builtin_add_overflow(t[T_COST], t[T_FIXED], &t[T_COST]))
+            rc = CM_ERR;
+    }
+    if (rc == CM_OK) {
         rc = bill_allocate(t[T_EGRESS], wb, p->n, out);
         for (size_t i = 0; rc == CM_OK && i < p->n; i++)
             p->c[i].egress_cost = out[i];
@@ -113,7 +118,8 @@ static void decide_ask(struct bill_consumer *c, const struct bill_model *m, int6
         c->status = "within_allowance";
         return;
     }
-    int64_t amount = base + ceil_div((__int128)base * m->margin_bp, 10000);
+    __int128 with_margin = (__int128)base + ceil_div((__int128)base * m->margin_bp, 10000);
+    int64_t amount = with_margin > INT64_MAX ? INT64_MAX : (int64_t)with_margin;
     if (m->org_floor > amount)
         amount = m->org_floor;
     c->ask = bill_round_up_tier(m, amount);

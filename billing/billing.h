@@ -73,6 +73,8 @@ void bill_format_micros(int64_t micros, char *buf, size_t len);
 void bill_format_money(const char *currency, int64_t micros, char *buf, size_t len);
 /* Formats basis points (1/100 %) as "12.34%". */
 void bill_format_bp(int64_t bp, char *buf, size_t len);
+/* Formats a count with thousands separators: "53,520,000". */
+void bill_format_count(uint64_t n, char *buf, size_t len);
 /* Formats bytes in SI units for people: "1.23 TB". */
 void bill_format_bytes(uint64_t bytes, char *buf, size_t len);
 

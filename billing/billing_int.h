@@ -74,6 +74,13 @@ void bill_buf_html(struct bill_buf *b, const char *s);
 /* The finished text (caller frees), or NULL when an allocation failed. */
 char *bill_buf_finish(struct bill_buf *b);
 
+/* A consumer row's figures as people read them (the table and the HTML share these). */
+struct bill_row_text {
+    char bytes[32], requests[32], refused[32], share[16], cost[48], ask[48], trend[16];
+    const char *class_; /* the org's class, else the consumer's kind */
+};
+void bill_row_text(const json_t *doc, const json_t *c, struct bill_row_text *t);
+
 /* Reads an integer member of a document object (0 when absent). */
 int64_t bill_jint(const json_t *o, const char *key);
 const char *bill_jstr(const json_t *o, const char *key);

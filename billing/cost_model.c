@@ -83,6 +83,19 @@ static int parse_price(const char *s, int64_t *out)
     return bill_parse_money(s, out) == CM_OK && *out <= MAX_PRICE ? CM_OK : CM_INVALID;
 }
 
+/* The next comma-separated item of *cursor (cut in place), or NULL at the end. */
+static char *next_item(char **cursor)
+{
+    char *item = *cursor;
+    if (item == NULL)
+        return NULL;
+    char *comma = strchr(item, ',');
+    if (comma != NULL)
+        *comma++ = '\0';
+    *cursor = comma;
+    return item;
+}
+
 /* "10TB:0.085,50TB:0.080,*:0.040" */
 static int parse_tiers(struct bill_model *m, const char *v, char *err, size_t errlen)
 {
@@ -90,10 +103,7 @@ static int parse_tiers(struct bill_model *m, const char *v, char *err, size_t er
     if (cm_copy(buf, sizeof buf, v) != CM_OK)
         return cm_fmt(err, errlen, "EGRESS_PER_GB is too long"), CM_INVALID;
     size_t n = 0;
-    for (char *item = buf, *next; item != NULL; item = next) {
-        next = strchr(item, ',');
-        if (next != NULL)
-            *next++ = '\0';
+    for (char *cursor = buf, *item; (item = next_item(&cursor)) != NULL;) {
         char *colon = strchr(item, ':');
         if (colon == NULL || n == BILL_MAX_TIERS)
             return cm_fmt(err, errlen, "EGRESS_PER_GB must be up to %d tiers BYTES:PRICE "
@@ -123,10 +133,7 @@ static int parse_sponsor(struct bill_model *m, const char *v, char *err, size_t 
     if (cm_copy(buf, sizeof buf, v) != CM_OK)
         return cm_fmt(err, errlen, "SPONSORSHIP_TIERS is too long"), CM_INVALID;
     size_t n = 0;
-    for (char *item = buf, *next; item != NULL; item = next) {
-        next = strchr(item, ',');
-        if (next != NULL)
-            *next++ = '\0';
+    for (char *cursor = buf, *item; (item = next_item(&cursor)) != NULL;) {
         if (n == BILL_MAX_TIERS || parse_price(item, &m->sponsor_tiers[n]) != CM_OK ||
             m->sponsor_tiers[n] == 0)
             return cm_fmt(err, errlen, "SPONSORSHIP_TIERS must be up to %d positive amounts "

@@ -132,6 +132,8 @@ static void group_digits(uint64_t v, char *buf, size_t len)
     cm_copy(buf, len, tmp);
 }
 
+void bill_format_count(uint64_t n, char *buf, size_t len) { group_digits(n, buf, len); }
+
 void bill_format_money(const char *currency, int64_t micros, char *buf, size_t len)
 {
     uint64_t a = micros < 0 ? (uint64_t)0 - (uint64_t)micros : (uint64_t)micros;

@@ -22,6 +22,23 @@ const char *bill_jstr(const json_t *o, const char *key)
     return s ? s : "";
 }
 
+void bill_row_text(const json_t *doc, const json_t *c, struct bill_row_text *t)
+{
+    const char *cur = bill_jstr(doc, "currency");
+    bill_format_bytes((uint64_t)bill_jint(c, "bytes"), t->bytes, sizeof t->bytes);
+    bill_format_count((uint64_t)bill_jint(c, "requests"), t->requests, sizeof t->requests);
+    bill_format_count((uint64_t)bill_jint(c, "refused"), t->refused, sizeof t->refused);
+    bill_format_bp(bill_jint(c, "cost_share_bp"), t->share, sizeof t->share);
+    bill_format_money(cur, bill_jint(c, "cost_micros"), t->cost, sizeof t->cost);
+    bill_format_money(cur, bill_jint(c, "ask_micros"), t->ask, sizeof t->ask);
+    const json_t *tr = json_object_get(c, "trend_percent");
+    if (json_is_integer(tr))
+        cm_fmt(t->trend, sizeof t->trend, "%+lld%%", (long long)json_integer_value(tr));
+    else
+        cm_copy(t->trend, sizeof t->trend, "new");
+    t->class_ = bill_jstr(c, "class")[0] ? bill_jstr(c, "class") : bill_jstr(c, "kind");
+}
+
 static void reserve(struct bill_buf *b, size_t more)
 {
     if (b->failed || b->len + more + 1 <= b->cap)

@@ -31,6 +31,13 @@ static void money(const json_t *doc, const json_t *o, const char *key, char *buf
     bill_format_money(bill_jstr(doc, "currency"), bill_jint(o, key), buf, len);
 }
 
+/* An integer member with thousands separators, in buf. */
+static const char *count(const json_t *o, const char *key, char *buf, size_t len)
+{
+    bill_format_count((uint64_t)bill_jint(o, key), buf, len);
+    return buf;
+}
+
 static void card(struct bill_buf *b, const char *label, const char *value)
 {
     bill_buf_put(b, "<div class=\"card\">");
@@ -65,14 +72,14 @@ static void summary(struct bill_buf *b, const json_t *doc)
         card(b, "Projected to month end", v);
     }
     bill_buf_put(b, "</div>\n<p>");
-    char eg[48], rq[48], fx[48];
+    char eg[48], rq[48], fx[48], n1[32], n2[32];
     money(doc, t, "egress_cost_micros", eg, sizeof eg);
     money(doc, t, "request_cost_micros", rq, sizeof rq);
     money(doc, t, "fixed_cost_micros", fx, sizeof fx);
     bill_buf_printf(b, "Egress %s, requests %s, fixed costs attributed by usage %s. "
-                       "%lld requests, %lld refused with 429. Period ",
-                    eg, rq, fx, (long long)bill_jint(t, "requests"),
-                    (long long)bill_jint(t, "refused"));
+                       "%s requests, %s refused with 429. Period ",
+                    eg, rq, fx, count(t, "requests", n1, sizeof n1),
+                    count(t, "refused", n2, sizeof n2));
     bill_buf_html(b, bill_jstr(doc, "from"));
     bill_buf_put(b, " to ");
     bill_buf_html(b, bill_jstr(doc, "as_of"));
@@ -112,23 +119,17 @@ static void chart(struct bill_buf *b, const json_t *doc)
 
 static void table_row(struct bill_buf *b, const json_t *doc, const json_t *c)
 {
-    char bytes[32], share[16], cost[48], ask[48], trend[16] = "new";
-    bill_format_bytes((uint64_t)bill_jint(c, "bytes"), bytes, sizeof bytes);
-    bill_format_bp(bill_jint(c, "cost_share_bp"), share, sizeof share);
-    money(doc, c, "cost_micros", cost, sizeof cost);
-    money(doc, c, "ask_micros", ask, sizeof ask);
-    const json_t *tr = json_object_get(c, "trend_percent");
-    if (json_is_integer(tr))
-        cm_fmt(trend, sizeof trend, "%+lld%%", (long long)json_integer_value(tr));
+    struct bill_row_text t;
+    bill_row_text(doc, c, &t);
     bill_buf_printf(b, "<tr class=\"%s\"><td>%lld</td><td class=\"l\">", bill_jstr(c, "ask_status"),
                     (long long)bill_jint(c, "rank"));
     bill_buf_html(b, bill_jstr(c, "consumer"));
     bill_buf_put(b, "</td><td class=\"l\">");
-    bill_buf_html(b, bill_jstr(c, "class")[0] ? bill_jstr(c, "class") : bill_jstr(c, "kind"));
-    bill_buf_printf(b, "</td><td>%s</td><td>%lld</td><td>%s</td><td>%s</td><td>%s</td>"
-                       "<td class=\"l\">%s</td><td>%s</td><td>%lld</td></tr>\n",
-                    bytes, (long long)bill_jint(c, "requests"), share, cost, ask,
-                    bill_jstr(c, "ask_status"), trend, (long long)bill_jint(c, "refused"));
+    bill_buf_html(b, t.class_);
+    bill_buf_printf(b, "</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
+                       "<td class=\"l\">%s</td><td>%s</td><td>%s</td></tr>\n",
+                    t.bytes, t.requests, t.share, t.cost, t.ask, bill_jstr(c, "ask_status"),
+                    t.trend, t.refused);
 }
 
 static void table(struct bill_buf *b, const json_t *doc)
@@ -147,12 +148,12 @@ static void table(struct bill_buf *b, const json_t *doc)
 /* The evidence paragraph of a letter: usage, share, repositories, trend, pressure. */
 static void evidence(struct bill_buf *b, const json_t *doc, const json_t *c)
 {
-    char bytes[32], share[16], peak[32];
+    char bytes[32], share[16], peak[32], n[32];
     bill_format_bytes((uint64_t)bill_jint(c, "bytes"), bytes, sizeof bytes);
     bill_format_bp(bill_jint(c, "cost_share_bp"), share, sizeof share);
-    bill_buf_printf(b, "<p>In %s your organisation downloaded <b>%s</b> in %lld requests, "
+    bill_buf_printf(b, "<p>In %s your organisation downloaded <b>%s</b> in %s requests, "
                        "%s of what serving this repository cost",
-                    bill_jstr(doc, "period"), bytes, (long long)bill_jint(c, "requests"), share);
+                    bill_jstr(doc, "period"), bytes, count(c, "requests", n, sizeof n), share);
     const json_t *tr = json_object_get(c, "trend_percent");
     if (json_is_integer(tr))
         bill_buf_printf(b, " (%+lld%% on the month before)", (long long)json_integer_value(tr));
@@ -169,8 +170,8 @@ static void evidence(struct bill_buf *b, const json_t *doc, const json_t *c)
     bill_format_bytes((uint64_t)bill_jint(pk, "bytes_per_second"), peak, sizeof peak);
     bill_buf_printf(b, "%s. Its busiest hour averaged %s/s", i ? "" : "many repositories", peak);
     if (bill_jint(c, "refused") > 0)
-        bill_buf_printf(b, ", and %lld of its requests were refused by rate limits (429)",
-                        (long long)bill_jint(c, "refused"));
+        bill_buf_printf(b, ", and %s of its requests were refused by rate limits (429)",
+                        count(c, "refused", n, sizeof n));
     bill_buf_put(b, ".</p>\n");
 }
 

@@ -14,10 +14,17 @@ static void money(const json_t *doc, const json_t *o, const char *key, char *buf
     bill_format_money(bill_jstr(doc, "currency"), bill_jint(o, key), buf, len);
 }
 
+/* An integer member with thousands separators, in buf. */
+static const char *count(const json_t *o, const char *key, char *buf, size_t len)
+{
+    bill_format_count((uint64_t)bill_jint(o, key), buf, len);
+    return buf;
+}
+
 static void summary(struct bill_buf *b, const json_t *doc)
 {
     const json_t *t = json_object_get(doc, "totals"), *proj = json_object_get(doc, "projection");
-    char cost[48], eg[48], rq[48], fx[48], com[48], share[16], bytes[32], asks[48];
+    char cost[48], eg[48], rq[48], fx[48], com[48], share[16], bytes[32], asks[48], n1[32], n2[32];
     money(doc, t, "period_cost_micros", cost, sizeof cost);
     money(doc, t, "egress_cost_micros", eg, sizeof eg);
     money(doc, t, "request_cost_micros", rq, sizeof rq);
@@ -31,8 +38,8 @@ static void summary(struct bill_buf *b, const json_t *doc)
                     bill_jstr(doc, "basis"));
     bill_buf_printf(b, "period cost    %s  (egress %s, requests %s, fixed share %s)\n", cost, eg,
                     rq, fx);
-    bill_buf_printf(b, "served         %s in %lld requests (%lld refused with 429)\n", bytes,
-                    (long long)bill_jint(t, "requests"), (long long)bill_jint(t, "refused"));
+    bill_buf_printf(b, "served         %s in %s requests (%s refused with 429)\n", bytes,
+                    count(t, "requests", n1, sizeof n1), count(t, "refused", n2, sizeof n2));
     bill_buf_printf(b, "commercial     %s of it (%s)\n", com, share);
     bill_buf_printf(b, "asks           %s from %lld orgs\n", asks,
                     (long long)bill_jint(t, "asked_orgs"));
@@ -54,34 +61,28 @@ static void summary(struct bill_buf *b, const json_t *doc)
     bill_buf_put(b, "\n");
 }
 
-static void row(struct bill_buf *b, const json_t *doc, const json_t *c)
+static void row(struct bill_buf *b, const json_t *c, const struct bill_row_text *t)
 {
-    char bytes[32], share[16], cost[48], ask[48], trend[16] = "new";
-    bill_format_bytes((uint64_t)bill_jint(c, "bytes"), bytes, sizeof bytes);
-    bill_format_bp(bill_jint(c, "cost_share_bp"), share, sizeof share);
-    money(doc, c, "cost_micros", cost, sizeof cost);
-    money(doc, c, "ask_micros", ask, sizeof ask);
-    const json_t *tr = json_object_get(c, "trend_percent");
-    if (json_is_integer(tr))
-        cm_fmt(trend, sizeof trend, "%+lld%%", (long long)json_integer_value(tr));
-    bill_buf_printf(b, "%4lld  %-24.24s %-11.11s %12s %11lld %8s %14s %14s %-16s %7s %8lld\n",
-                    (long long)bill_jint(c, "rank"), bill_jstr(c, "consumer"),
-                    bill_jstr(c, "class")[0] ? bill_jstr(c, "class") : bill_jstr(c, "kind"),
-                    bytes, (long long)bill_jint(c, "requests"), share, cost, ask,
-                    bill_jstr(c, "ask_status"), trend, (long long)bill_jint(c, "refused"));
+    bill_buf_printf(b, "%4lld  %-24.24s %-11.11s %12s %13s %8s %14s %14s %-16s %7s %8s\n",
+                    (long long)bill_jint(c, "rank"), bill_jstr(c, "consumer"), t->class_,
+                    t->bytes, t->requests, t->share, t->cost, t->ask, bill_jstr(c, "ask_status"),
+                    t->trend, t->refused);
 }
 
 char *bill_render_table(const json_t *doc)
 {
     struct bill_buf b = {0};
     summary(&b, doc);
-    bill_buf_printf(&b, "%4s  %-24s %-11s %12s %11s %8s %14s %14s %-16s %7s %8s\n", "rank",
+    bill_buf_printf(&b, "%4s  %-24s %-11s %12s %13s %8s %14s %14s %-16s %7s %8s\n", "rank",
                     "consumer", "class", "bytes", "requests", "share", "cost", "ask", "status",
                     "trend", "refused");
     size_t i;
     const json_t *c;
-    for (i = 0; (c = json_array_get(json_object_get(doc, "consumers"), i)) != NULL; i++)
-        row(&b, doc, c);
+    for (i = 0; (c = json_array_get(json_object_get(doc, "consumers"), i)) != NULL; i++) {
+        struct bill_row_text t;
+        bill_row_text(doc, c, &t);
+        row(&b, c, &t);
+    }
     for (i = 0; (c = json_array_get(json_object_get(doc, "consumers"), i)) != NULL; i++) {
         const json_t *red = json_object_get(c, "redundancy");
         if (!json_is_true(json_object_get(red, "flagged")))
