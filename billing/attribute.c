@@ -264,9 +264,11 @@ json_t *bill_build(struct bill_period *p, const struct bill_model *m, const char
     cm_time_format(p->hi, to, sizeof to);
     cm_time_format(p->month_to_date ? p->as_of : p->hi, asof, sizeof asof);
     json_t *doc = consumers == NULL ? NULL
-                  : json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:s, s:s, s:o, s:o, s:o, s:o, s:n}",
+                  : json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:s, s:s, s:o, s:o, s:o, s:o,"
+                              " s:n}",
                               "report", "funding", "basis", BASIS, "period", period, "from",
-                              from, "to", to, "month_to_date", p->month_to_date, "as_of", asof,
+                              from, "to", to, "month_to_date", p->month_to_date, "month_closed",
+                              p->closed, "as_of", asof,
                               "currency", m->currency, "cost_model", bill_model_to_json(m),
                               "totals", totals_json(p, t), "projection", projection_json(p, t),
                               "consumers", consumers, "changes");

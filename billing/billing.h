@@ -90,11 +90,11 @@ struct bill_request {
     int64_t now;                    /* unix seconds (0: the clock); tests pin it */
 };
 
-/* The report document for req (new reference in *doc). A closed month's stored snapshot
- * is shown when one exists and no other cost model or --regenerate is asked for; anything
- * else is computed from PostgreSQL, stored as a new snapshot, and compared with the
- * period's previous snapshot ("changes"). The current month is allowed (month to date,
- * with a projection). Errors: CM_INVALID (malformed or future period, bad model),
+/* The report document for req (new reference in *doc). The latest snapshot of a period is
+ * shown when it was taken after the month closed (closed_months) and neither another cost
+ * model nor regenerate is asked for; anything else is computed from PostgreSQL, stored as a
+ * new snapshot, and compared with the period's previous snapshot ("changes"). The current
+ * month is allowed (month to date, with a projection). Errors: CM_INVALID (malformed or future period, bad model),
  * CM_NOTFOUND (a period ending before the first recorded usage), CM_ERR (database). */
 int bill_report(PGconn *db, const struct bill_request *req, json_t **doc, char *err,
                 size_t errlen);

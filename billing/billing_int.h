@@ -29,6 +29,7 @@ struct bill_period {
     int64_t lo, hi;         /* [lo, hi) unix seconds: the month */
     int64_t as_of;          /* lo..hi: how far a month to date reaches */
     bool month_to_date;
+    bool closed;            /* in closed_months: late usage only comes as adjustments */
     struct bill_consumer *c;
     size_t n;
     bool prev_known;        /* the previous month has usage at all */

@@ -86,10 +86,14 @@ static int check_period(PGconn *db, const struct bill_request *req, struct bill_
         p->as_of = asof > p->lo ? asof : p->lo + 1;
         return CM_OK;
     }
-    int64_t first;
+    int64_t first, closed;
+    cm_fmt(arg, sizeof arg, "%" PRId64, p->lo);
     if (query_time(db, "SELECT extract(epoch FROM hm_usage_first())::bigint", NULL, &first,
-                   err, errlen) != CM_OK)
+                   err, errlen) != CM_OK ||
+        query_time(db, "SELECT count(*) FROM closed_months WHERE month = to_timestamp($1::bigint)",
+                   arg, &closed, err, errlen) != CM_OK)
         return *code = "database_error", CM_ERR;
+    p->closed = closed > 0;
     if (first < 0 || first >= p->hi) {
         if (first < 0)
             cm_fmt(err, errlen, "no usage is recorded yet: period %s is unknown", req->period);
@@ -156,7 +160,8 @@ static int report(PGconn *db, const struct bill_request *req, json_t **doc, cons
         return CM_ERR;
     json_t *want = req->model ? bill_model_to_json(req->model) : NULL;
     struct bill_model m;
-    if (prev != NULL && !p.month_to_date && !req->regenerate &&
+    /* Only a snapshot taken after its month closed is final: before, usage may still come. */
+    if (prev != NULL && json_is_true(json_object_get(prev, "month_closed")) && !req->regenerate &&
         (want == NULL || json_equal(want, prev_model))) {
         *doc = json_incref(prev);
         mark_snapshot(*doc, prev_id, prev_at, true);

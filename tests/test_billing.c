@@ -204,6 +204,8 @@ static const char SEED[] =
     "INSERT INTO org_networks (org_id, network) VALUES (1, '198.51.100.0/24'),"
     " (2, '198.51.0.0/16');"
     "INSERT INTO rollup_cursor (hour) VALUES ('2026-10-20T00:00Z');"
+    /* October has closed (its snapshots are final); September, oddly, has not. */
+    "INSERT INTO closed_months (month) VALUES ('2026-10-01Z');"
     "INSERT INTO rollup_dirty (hour) VALUES ('2026-10-10T07:00Z');"
     "INSERT INTO usage_hourly (bucket, org_id, key_id, network, repo, method, status_class,"
     " refused_by, requests, bytes) VALUES"
@@ -554,6 +556,7 @@ Test(billing, a_closed_month_keeps_its_figures_until_regenerated, .init = seed, 
     json_t *first = report_json("2026-10", model_path, NULL);
     const json_t *snap = json_object_get(first, "snapshot");
     cr_assert(json_is_false(json_object_get(snap, "reused")));
+    cr_assert(json_is_true(json_object_get(first, "month_closed")));
     long long id = jint(snap, "id");
     /* A late correction arrives: the stored report does not move. */
     PGconn *db = th_db_connect(db_url);
@@ -605,6 +608,22 @@ Test(billing, a_closed_month_keeps_its_figures_until_regenerated, .init = seed, 
     json_decref(again);
     json_decref(regen);
     json_decref(dflt);
+}
+
+Test(billing, a_month_not_yet_closed_is_computed_again_on_every_run, .init = seed, .fini = scrub)
+{
+    json_t *first = report_json("2026-09", NULL, NULL);
+    cr_assert(json_is_false(json_object_get(first, "month_closed")));
+    cr_assert_eq(jint(json_object_get(first, "totals"), "bytes"), 156 * TB);
+    json_t *second = report_json("2026-09", NULL, NULL);
+    const json_t *snap = json_object_get(second, "snapshot");
+    cr_assert(json_is_false(json_object_get(snap, "reused")));
+    cr_assert_gt(jint(snap, "id"), jint(json_object_get(first, "snapshot"), "id"));
+    const json_t *ch = json_object_get(second, "changes");
+    cr_assert(json_is_true(json_object_get(ch, "unchanged")), "nothing moved in between");
+    cr_assert_eq(json_array_size(json_object_get(ch, "consumers")), 0);
+    json_decref(first);
+    json_decref(second);
 }
 
 Test(billing, the_current_month_is_reported_month_to_date_with_a_projection, .init = seed, .fini = scrub)
