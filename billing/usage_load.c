@@ -110,6 +110,10 @@ static int load_consumers(PGconn *db, struct bill_period *p, char *err, size_t e
         cm_copy(c->slug, sizeof c->slug, PQgetvalue(res, i, 5));
         cm_copy(c->name, sizeof c->name, PQgetvalue(res, i, 6));
         cm_copy(c->class_, sizeof c->class_, PQgetvalue(res, i, 7));
+        if (c->org_id != 0 && c->slug[0] == '\0') { /* usage of an org id with no org row */
+            cm_fmt(c->slug, sizeof c->slug, "org-%" PRId64, c->org_id);
+            cm_copy(c->class_, sizeof c->class_, "unknown");
+        }
         c->top_repos = json_array();
         c->peak_hour = -1;
     }
