@@ -476,6 +476,29 @@ Test(billing, thresholds_floors_and_margins_change_only_the_ask, .init = seed, .
     json_decref(doc);
 }
 
+Test(billing, free_allowances_cover_small_orgs_even_when_every_org_is_asked, .init = seed,
+     .fini = scrub)
+{
+    char path[200];
+    snprintf(path, sizeof path, "%s/everyone.model", work);
+    /* No thresholds, no fixed cost: smallco (0.5 TB, 1 M requests) and tinyunk (1 GB)
+     * stay within their free 1 TB and 10 M requests, so their asks are 0 although their
+     * attributed costs are not. */
+    write_text(path, "ASK_MIN_COST=0\nASK_MIN_SHARE_PERCENT=0\n");
+    json_t *doc = report_json("2026-10", path, NULL);
+    cr_assert_eq(jint(json_object_get(doc, "totals"), "period_cost_micros"), 12090144938ll);
+    const json_t *small = consumer(doc, "smallco"), *tiny = consumer(doc, "tinyunk");
+    cr_assert_eq(jint(small, "cost_micros"), 30874994);
+    cr_assert_eq(jint(small, "allowance_micros"), 30874994);
+    cr_assert_eq(jint(small, "ask_micros"), 0);
+    cr_assert_str_eq(jstr(small, "ask_status"), "within_allowance");
+    cr_assert_eq(jint(tiny, "cost_micros"), 61000);
+    cr_assert_str_eq(jstr(tiny, "ask_status"), "within_allowance");
+    cr_assert_str_eq(jstr(consumer(doc, "jdoe"), "ask_status"), "exempt");
+    cr_assert_str_eq(jstr(consumer(doc, "acme"), "ask_status"), "ask");
+    json_decref(doc);
+}
+
 /* Field of a CSV line (no quoted commas in the fields read here). */
 static void csv_col(const char *line, int col, char *out, size_t len)
 {
