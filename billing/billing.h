@@ -84,7 +84,7 @@ enum bill_format { BILL_TABLE, BILL_JSON, BILL_CSV, BILL_HTML };
 int bill_format_parse(const char *s, enum bill_format *out);
 
 struct bill_request {
-    char period[8];                 /* "YYYY-MM", a UTC calendar month */
+    const char *period;             /* "YYYY-MM", a UTC calendar month (validated here) */
     const struct bill_model *model; /* NULL: the period's last snapshot's model, else defaults */
     bool regenerate;                /* compute anew even when a snapshot could be shown */
     int64_t now;                    /* unix seconds (0: the clock); tests pin it */
@@ -94,8 +94,9 @@ struct bill_request {
  * shown when it was taken after the month closed (closed_months) and neither another cost
  * model nor regenerate is asked for; anything else is computed from PostgreSQL, stored as a
  * new snapshot, and compared with the period's previous snapshot ("changes"). The current
- * month is allowed (month to date, with a projection). Errors: CM_INVALID (malformed or future period, bad model),
- * CM_NOTFOUND (a period ending before the first recorded usage), CM_ERR (database). */
+ * month is allowed (month to date, with a projection). Errors: CM_INVALID (malformed or
+ * future period, bad model), CM_NOTFOUND (a period ending before the first recorded
+ * usage), CM_ERR (database). */
 int bill_report(PGconn *db, const struct bill_request *req, json_t **doc, char *err,
                 size_t errlen);
 

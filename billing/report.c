@@ -24,7 +24,7 @@ int bill_format_parse(const char *s, enum bill_format *out)
 static int parse_period(const char *s, int64_t *lo)
 {
     char ts[32];
-    if (strlen(s) != 7 || s[4] != '-' || strspn(s, "0123456789") != 4 ||
+    if (s == NULL || strlen(s) != 7 || s[4] != '-' || strspn(s, "0123456789") != 4 ||
         strspn(s + 5, "0123456789") != 2 || strncmp(s, "2000", 4) < 0)
         return CM_INVALID;
     if (cm_fmt(ts, sizeof ts, "%s-01T00:00:00Z", s) != CM_OK)
@@ -65,7 +65,7 @@ static int check_period(PGconn *db, const struct bill_request *req, struct bill_
     if (parse_period(req->period, &p->lo) != CM_OK)
         return *code = "bad_period",
                cm_fmt(err, errlen, "period \"%.20s\" is not a month YYYY-MM (e.g. %s)",
-                      req->period, cur), CM_INVALID;
+                      req->period ? req->period : "", cur), CM_INVALID;
     p->hi = cm_month_next(p->lo);
     if (p->lo > cm_month_start(now))
         return *code = "future_period",

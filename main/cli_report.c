@@ -47,11 +47,11 @@ static int funding(const struct hm_config *cfg, int argc, char **argv)
 {
     struct bill_request req = {0};
     enum bill_format fmt = BILL_TABLE;
-    const char *out_path = NULL, *model_path = NULL, *period = NULL;
+    const char *out_path = NULL, *model_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
         if (cli_opt(argc, argv, &i, "--period", &v)) {
-            if ((period = v) == NULL || cm_copy(req.period, sizeof req.period, v) != CM_OK)
+            if ((req.period = v) == NULL)
                 return fprintf(stderr, "hubmeter: --period needs a month YYYY-MM, e.g. "
                                        "2026-10\n"), EXIT_USAGE;
         } else if (cli_opt(argc, argv, &i, "--format", &v)) {
@@ -73,7 +73,7 @@ static int funding(const struct hm_config *cfg, int argc, char **argv)
                    EXIT_USAGE;
         }
     }
-    if (period == NULL)
+    if (req.period == NULL)
         return fprintf(stderr, "hubmeter: --period YYYY-MM is required\n%s", REPORT_USAGE),
                EXIT_USAGE;
     char err[512];

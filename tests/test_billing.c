@@ -310,6 +310,8 @@ Test(billing, bad_periods_and_cost_models_are_refused_and_store_nothing, .init =
         {"2020-01", NULL, "no usage is recorded for 2020-01", 1},
         {"2026-13", NULL, "not a month YYYY-MM", 2},
         {"october", NULL, "not a month YYYY-MM", 2},
+        {"2026-100", NULL, "not a month YYYY-MM", 2},
+        {"1999-12", NULL, "not a month YYYY-MM", 2},
         {"2026-10", "NEG", "REQUESTS_PER_MILLION", 2},
         {"2026-10", "UNSORTED", "EGRESS_PER_GB: tier bounds must be in ascending order", 2},
         {"2026-10", "JUNK", "expected KEY=value", 2},
@@ -347,11 +349,11 @@ Test(billing, bad_periods_and_cost_models_are_refused_and_store_nothing, .init =
     cr_assert_eq(bill_report_generate(db, &req, BILL_CSV, &out, &code, err, sizeof err),
                  CM_INVALID);
     cr_assert_str_eq(code, "future_period");
-    cm_copy(req.period, sizeof req.period, "2019-12");
+    req.period = "2019-12";
     cr_assert_eq(bill_report_generate(db, &req, BILL_JSON, &out, &code, err, sizeof err),
                  CM_NOTFOUND);
     cr_assert_str_eq(code, "unknown_period");
-    cm_copy(req.period, sizeof req.period, "2026-10");
+    req.period = "2026-10";
     cr_assert_eq(bill_report_generate(db, &req, BILL_CSV, &out, &code, err, sizeof err), CM_OK,
                  "%s", err);
     cr_assert_str_eq(out.content_type, "text/csv; charset=utf-8");
