@@ -84,14 +84,13 @@ static bool exempt_class(const char *c)
  * times min(free bytes, bytes) / bytes, plus the same for requests (half up). */
 static int64_t allowance(const struct bill_consumer *c, const struct bill_model *m)
 {
+    uint64_t free_b = m->free_bytes < c->bytes ? m->free_bytes : c->bytes;
+    uint64_t free_r = m->free_requests < c->requests ? m->free_requests : c->requests;
     int64_t a = 0;
     if (c->bytes > 0)
-        a += half_up((__int128)c->egress_cost * (m->free_bytes < c->bytes ? m->free_bytes : c->bytes),
-                     c->bytes);
+        a += half_up((__int128)c->egress_cost * free_b, c->bytes);
     if (c->requests > 0)
-        a += half_up((__int128)c->request_cost *
-                         (m->free_requests < c->requests ? m->free_requests : c->requests),
-                     c->requests);
+        a += half_up((__int128)c->request_cost * free_r, c->requests);
     return a;
 }
 
@@ -161,6 +160,7 @@ static json_t *consumer_json(const struct bill_consumer *c, const struct bill_mo
                              const struct bill_period *p, const int64_t t[T_N], size_t rank)
 {
     const char *kind = c->org_id ? "org" : c->network[0] ? "network" : "unidentified";
+    const char *name = c->org_id ? c->slug : c->network[0] ? c->network : "(unidentified)";
     char peak[32] = "";
     if (c->peak_hour >= 0)
         cm_time_format(c->peak_hour, peak, sizeof peak);
@@ -175,7 +175,7 @@ static json_t *consumer_json(const struct bill_consumer *c, const struct bill_mo
     json_t *o = json_pack(
         "{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
         " s:I, s:I, s:s, s:b, s:I, s:o, s:O, s:o}",
-        "rank", (json_int_t)rank, "consumer", c->org_id ? c->slug : c->network[0] ? c->network : "(unidentified)",
+        "rank", (json_int_t)rank, "consumer", name,
         "kind", kind, "org", c->slug, "name", c->name, "class", c->org_id ? c->class_ : "",
         "network", c->network, "bytes", (json_int_t)c->bytes, "requests", (json_int_t)c->requests,
         "refused", (json_int_t)c->refused, "byte_share_bp",

@@ -51,7 +51,7 @@ int bill_model_validate(const struct bill_model *m, char *err, size_t errlen);
 json_t *bill_model_to_json(const struct bill_model *m);
 int bill_model_from_json(const json_t *j, struct bill_model *m, char *err, size_t errlen);
 
-/* ---- arithmetic (billing/money.c, pure) ----------------------------------------------------- */
+/* ---- arithmetic (billing/money.c, pure) -------------------------------------------------- */
 /* Egress cost of bytes (the month's total) over the tiers, rounded half up to micro-units. */
 int64_t bill_egress_cost(const struct bill_model *m, uint64_t bytes);
 /* Cost of requests at micro-units per million, rounded half up. */
@@ -78,7 +78,7 @@ void bill_format_count(uint64_t n, char *buf, size_t len);
 /* Formats bytes in SI units for people: "1.23 TB". */
 void bill_format_bytes(uint64_t bytes, char *buf, size_t len);
 
-/* ---- reports (billing/report.c) --------------------------------------------------------------- */
+/* ---- reports (billing/report.c) ---------------------------------------------------------- */
 enum bill_format { BILL_TABLE, BILL_JSON, BILL_CSV, BILL_HTML };
 /* "table" | "json" | "csv" | "html" → CM_OK, else CM_INVALID. */
 int bill_format_parse(const char *s, enum bill_format *out);

@@ -68,7 +68,8 @@ struct bill_buf {
     size_t len, cap;
     bool failed;
 };
-void bill_buf_printf(struct bill_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void bill_buf_printf(struct bill_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void bill_buf_put(struct bill_buf *b, const char *s);
 /* Appends s with & < > " ' escaped for HTML. */
 void bill_buf_html(struct bill_buf *b, const char *s);

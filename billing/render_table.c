@@ -50,7 +50,8 @@ static void summary(struct bill_buf *b, const json_t *doc)
     }
     const json_t *snap = json_object_get(doc, "snapshot"), *ch = json_object_get(doc, "changes");
     if (json_is_object(snap))
-        bill_buf_printf(b, "snapshot       #%lld generated %s%s\n", (long long)bill_jint(snap, "id"),
+        bill_buf_printf(b, "snapshot       #%lld generated %s%s\n",
+                        (long long)bill_jint(snap, "id"),
                         bill_jstr(snap, "generated_at"),
                         json_is_true(json_object_get(snap, "reused")) ? " (stored figures)" : "");
     if (json_is_object(ch))

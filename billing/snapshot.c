@@ -18,9 +18,10 @@ int bill_snapshot_latest(PGconn *db, int64_t lo, json_t **doc, json_t **model_js
     cm_fmt(p, sizeof p, "%" PRId64, lo);
     const char *params[] = {p};
     PGresult *res = PQexecParams(db,
-                                 "SELECT id, to_char(generated_at, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'),"
-                                 " cost_model, report FROM funding_reports"
-                                 " WHERE period = to_timestamp($1::bigint) ORDER BY id DESC LIMIT 1",
+                                 "SELECT id, to_char(generated_at,"
+                                 " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), cost_model, report"
+                                 " FROM funding_reports WHERE period = to_timestamp($1::bigint)"
+                                 " ORDER BY id DESC LIMIT 1",
                                  1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         cm_pg_error(db, res, err, errlen);
@@ -50,8 +51,9 @@ int bill_snapshot_latest(PGconn *db, int64_t lo, json_t **doc, json_t **model_js
 int bill_snapshot_store(PGconn *db, int64_t lo, bool mtd, const json_t *doc, int64_t *id,
                         char *generated_at, size_t galen, char *err, size_t errlen)
 {
-    char *report = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    char *model = json_dumps(json_object_get(doc, "cost_model"), JSON_COMPACT | JSON_PRESERVE_ORDER);
+    const size_t flags = JSON_COMPACT | JSON_PRESERVE_ORDER;
+    char *report = json_dumps(doc, flags);
+    char *model = json_dumps(json_object_get(doc, "cost_model"), flags);
     if (report == NULL || model == NULL) {
         free(report);
         free(model);

@@ -243,7 +243,8 @@ Test(billing, a_closed_month_keeps_its_figures_until_regenerated, .init = bf_see
     json_decref(dflt);
 }
 
-Test(billing, a_month_not_yet_closed_is_computed_again_on_every_run, .init = bf_seed, .fini = bf_scrub)
+Test(billing, a_month_not_yet_closed_is_computed_again_on_every_run,
+    .init = bf_seed, .fini = bf_scrub)
 {
     json_t *first = bf_report("2026-09", NULL, NULL);
     cr_assert(json_is_false(json_object_get(first, "month_closed")));
@@ -259,7 +260,8 @@ Test(billing, a_month_not_yet_closed_is_computed_again_on_every_run, .init = bf_
     json_decref(second);
 }
 
-Test(billing, the_current_month_is_reported_month_to_date_with_a_projection, .init = bf_seed, .fini = bf_scrub)
+Test(billing, the_current_month_is_reported_month_to_date_with_a_projection,
+    .init = bf_seed, .fini = bf_scrub)
 {
     PGconn *db = th_db_connect(bf_db_url);
     PGresult *res = PQexec(db,
@@ -283,7 +285,8 @@ Test(billing, the_current_month_is_reported_month_to_date_with_a_projection, .in
     int64_t lo, hi, as_of;
     cr_assert_eq(cm_time_parse(bf_jstr(doc, "from"), strlen(bf_jstr(doc, "from")), &lo), CM_OK);
     cr_assert_eq(cm_time_parse(bf_jstr(doc, "to"), strlen(bf_jstr(doc, "to")), &hi), CM_OK);
-    cr_assert_eq(cm_time_parse(bf_jstr(doc, "as_of"), strlen(bf_jstr(doc, "as_of")), &as_of), CM_OK);
+    const char *at = bf_jstr(doc, "as_of");
+    cr_assert_eq(cm_time_parse(at, strlen(at), &as_of), CM_OK);
     cr_assert(as_of > lo && as_of <= hi);
     __int128 n = (__int128)bf_jint(t, "period_cost_micros") * (hi - lo), d = as_of - lo;
     long long want = (long long)((n + d / 2) / d);
@@ -295,7 +298,8 @@ Test(billing, the_current_month_is_reported_month_to_date_with_a_projection, .in
     json_decref(doc);
 }
 
-Test(billing, bad_periods_and_cost_models_are_refused_and_store_nothing, .init = bf_seed, .fini = bf_scrub)
+Test(billing, bad_periods_and_cost_models_are_refused_and_store_nothing,
+    .init = bf_seed, .fini = bf_scrub)
 {
     struct th_run r;
     char neg[200], unsorted[200], junk[200];
@@ -332,7 +336,8 @@ Test(billing, bad_periods_and_cost_models_are_refused_and_store_nothing, .init =
     }
     bf_cli(&r, (const char *[]){"report", "funding", NULL});
     cr_assert_eq(r.status, 2);
-    bf_cli(&r, (const char *[]){"report", "funding", "--period", "2026-10", "--format", "pdf", NULL});
+    bf_cli(&r,
+           (const char *[]){"report", "funding", "--period", "2026-10", "--format", "pdf", NULL});
     cr_assert_eq(r.status, 2);
     bf_cli(&r, (const char *[]){"report", "funding", "--help", NULL});
     cr_assert_eq(r.status, 0);

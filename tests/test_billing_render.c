@@ -119,7 +119,8 @@ static long file_size(const char *path)
     return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
 }
 
-Test(billing, the_html_report_renders_in_headless_chromium, .init = bf_seed, .fini = bf_scrub, .timeout = 180)
+Test(billing, the_html_report_renders_in_headless_chromium,
+    .init = bf_seed, .fini = bf_scrub, .timeout = 180)
 {
     cr_assert(access("/usr/bin/chromium", X_OK) == 0,
               "chromium is not installed (scripts/deps.sh installs it)");
