@@ -205,18 +205,22 @@ static json_t *consumer_json(const struct bill_consumer *c, const struct bill_mo
 
 static json_t *totals_json(const struct bill_period *p, const int64_t t[T_N])
 {
-    int64_t commercial = 0, unknown = 0, asks = 0, asked = 0, refused = 0;
+    int64_t commercial = 0, unknown = 0, asks = 0, asked = 0, review = 0, reviewed = 0;
+    int64_t refused = 0;
     for (size_t i = 0; i < p->n; i++) {
         const struct bill_consumer *c = &p->c[i];
         if (c->org_id && strcmp(c->class_, "commercial") == 0)
             commercial += c->cost;
         if (c->org_id && strcmp(c->class_, "unknown") == 0)
             unknown += c->cost;
-        asks += c->ask;
-        asked += c->ask > 0;
+        bool to_review = strcmp(c->status, "review") == 0;
+        *(to_review ? &review : &asks) += c->ask;
+        *(to_review ? &reviewed : &asked) += c->ask > 0;
         refused += (int64_t)c->refused;
     }
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}",
+    /* asks: commercial orgs' (to send); review_asks: unknown orgs' (to classify first). */
+    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
+                     " s:I, s:I}",
                      "bytes", (json_int_t)t[T_BYTES], "requests", (json_int_t)t[T_REQ],
                      "refused", (json_int_t)refused, "egress_cost_micros",
                      (json_int_t)t[T_EGRESS], "request_cost_micros", (json_int_t)t[T_REQCOST],
@@ -226,7 +230,8 @@ static json_t *totals_json(const struct bill_period *p, const int64_t t[T_N])
                      (json_int_t)commercial, "commercial_share_bp",
                      (json_int_t)half_up((__int128)commercial * 10000, t[T_COST]),
                      "unknown_cost_micros", (json_int_t)unknown, "asks_micros",
-                     (json_int_t)asks, "asked_orgs", (json_int_t)asked, "consumers",
+                     (json_int_t)asks, "asked_orgs", (json_int_t)asked, "review_asks_micros",
+                     (json_int_t)review, "review_orgs", (json_int_t)reviewed, "consumers",
                      (json_int_t)p->n);
 }
 

@@ -215,7 +215,9 @@ char *bill_render_csv(const json_t *doc)
     bill_format_micros(bill_jint(t, "request_cost_micros"), r, sizeof r);
     bill_format_micros(bill_jint(t, "fixed_cost_micros"), f, sizeof f);
     bill_format_micros(bill_jint(t, "period_cost_micros"), cost, sizeof cost);
-    bill_format_micros(bill_jint(t, "asks_micros"), asks, sizeof asks);
+    /* The TOTAL row sums its columns: the asks to send and those to review. */
+    bill_format_micros(bill_jint(t, "asks_micros") + bill_jint(t, "review_asks_micros"), asks,
+                       sizeof asks);
     bill_buf_printf(&b, "%s,,TOTAL,,,%lld,%lld,%lld,100.00,100.00,100.00,%s,%s,%s,%s,,%s,,,,,,,,,"
                         "%s,list-price estimate\r\n",
                     bill_jstr(doc, "period"), (long long)bill_jint(t, "bytes"),

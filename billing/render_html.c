@@ -67,6 +67,8 @@ static void summary(struct bill_buf *b, const json_t *doc)
     card(b, "Served", v);
     money(doc, t, "asks_micros", v, sizeof v);
     card(b, "Funding asked", v);
+    money(doc, t, "review_asks_micros", v, sizeof v);
+    card(b, "To review (unclassified orgs)", v);
     if (json_is_object(proj)) {
         money(doc, proj, "period_cost_micros", v, sizeof v);
         card(b, "Projected to month end", v);

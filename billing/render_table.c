@@ -41,8 +41,10 @@ static void summary(struct bill_buf *b, const json_t *doc)
     bill_buf_printf(b, "served         %s in %s requests (%s refused with 429)\n", bytes,
                     count(t, "requests", n1, sizeof n1), count(t, "refused", n2, sizeof n2));
     bill_buf_printf(b, "commercial     %s of it (%s)\n", com, share);
-    bill_buf_printf(b, "asks           %s from %lld orgs\n", asks,
-                    (long long)bill_jint(t, "asked_orgs"));
+    money(doc, t, "review_asks_micros", com, sizeof com);
+    bill_buf_printf(b, "asks           %s from %lld orgs, and %s from %lld to review first\n",
+                    asks, (long long)bill_jint(t, "asked_orgs"), com,
+                    (long long)bill_jint(t, "review_orgs"));
     if (json_is_object(proj)) {
         money(doc, proj, "period_cost_micros", cost, sizeof cost);
         bill_buf_printf(b, "projection     %s by the end of the month (as of %s)\n", cost,

@@ -137,7 +137,7 @@ json_t *bill_snapshot_diff(const json_t *before, int64_t before_id, const char *
 {
     json_t *totals = json_object();
     const char *const keys[] = {"bytes", "requests", "period_cost_micros", "asks_micros",
-                                "commercial_cost_micros"};
+                                "review_asks_micros", "commercial_cost_micros"};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         json_t *d = change(json_object_get(before, "totals"), json_object_get(after, "totals"),
                            keys[k]);

@@ -56,6 +56,8 @@ Test(billing, json_csv_table_and_html_show_the_same_figures, .init = bf_seed, .f
         if (strcmp(v, "TOTAL") == 0) {
             csv_col(line, 14, v, sizeof v);
             cr_assert_str_eq(v, "13590.144938");
+            csv_col(line, 16, v, sizeof v);
+            cr_assert_str_eq(v, "17500.000000", "the asks column's sum (to send and to review)");
             continue;
         }
         const json_t *c = json_array_get(json_object_get(doc, "consumers"), rows++);
@@ -80,6 +82,7 @@ Test(billing, json_csv_table_and_html_show_the_same_figures, .init = bf_seed, .f
     cr_assert_eq(rows, 10, "the ten consumers of the seeded month");
     cr_assert(th_file_contains(html_path, "$13,590.14"));
     cr_assert(th_file_contains(html_path, "$10,000.00"), "acme's ask");
+    cr_assert(th_file_contains(html_path, "$15,000.00"), "asks ready to send");
     cr_assert(th_file_contains(html_path, "BigCo &lt;Ltd&gt; &amp; &quot;Sons&quot;"),
               "names are escaped");
     cr_assert(!th_file_contains(html_path, "<Ltd>"));
