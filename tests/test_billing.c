@@ -300,6 +300,37 @@ Test(billing, the_current_month_is_reported_month_to_date_with_a_projection,
     json_decref(doc);
 }
 
+Test(billing, an_empty_repository_reports_zeros_for_the_current_month)
+{
+    char url[512], env[600];
+    th_db_new(url, sizeof url);
+    snprintf(env, sizeof env, "HUBMETER_DATABASE_URL=%s", url);
+    char period[8], now[32];
+    cm_time_format(cm_now_us() / 1000000, now, sizeof now);
+    snprintf(period, sizeof period, "%.7s", now);
+    const char *envp[] = {env, NULL};
+    static const char *const formats[] = {"json", "csv", "table", "html"};
+    for (size_t i = 0; i < 4; i++) {
+        struct th_run r;
+        th_hubmeter(&r, envp,
+                    (const char *[]){"report", "funding", "--period", period, "--format",
+                                     formats[i], NULL});
+        cr_assert_eq(r.status, 0, "%s: %s", formats[i], r.err);
+        if (i == 0) {
+            json_t *doc = json_loads(r.out, 0, NULL);
+            cr_assert(doc != NULL);
+            cr_assert_eq(bf_jint(json_object_get(doc, "totals"), "period_cost_micros"), 0);
+            cr_assert_eq(json_array_size(json_object_get(doc, "consumers")), 0);
+            json_decref(doc);
+        }
+    }
+    /* With no usage at all, every past month is unknown. */
+    struct th_run r;
+    th_hubmeter(&r, envp, (const char *[]){"report", "funding", "--period", "2026-01", NULL});
+    cr_assert_eq(r.status, 1);
+    cr_assert(strstr(r.err, "no usage is recorded yet") != NULL, "%s", r.err);
+}
+
 Test(billing, bad_periods_and_cost_models_are_refused_and_store_nothing,
     .init = bf_seed, .fini = bf_scrub)
 {
