@@ -14,7 +14,7 @@ SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fram
 CFLAGS_REL := $(BASE) -O2 $(CFLAGS)
 CFLAGS_SAN := $(BASE) -O1 $(SAN) $(CFLAGS)
 
-MODULES := common registry meter gateway main
+MODULES := common registry meter billing gateway main
 SRC     := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_SRC := $(filter-out main/main.c,$(SRC))
 GEN_SRC := build/gen/embedded_sql.c

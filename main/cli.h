@@ -16,6 +16,7 @@ int cli_orgs(const struct hm_config *cfg, int argc, char **argv);
 int cli_keys(const struct hm_config *cfg, int argc, char **argv);
 int cli_usage(const struct hm_config *cfg, int argc, char **argv);
 int cli_quota(const struct hm_config *cfg, int argc, char **argv);
+int cli_report(const struct hm_config *cfg, int argc, char **argv);
 
 /* Shared helpers (cli_util.c). */
 /* Connects to PostgreSQL for a CLI command; prints the reason and returns NULL on failure. */

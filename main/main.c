@@ -25,6 +25,7 @@ static const char USAGE[] =
     "  keys create|list|revoke manage API keys\n"
     "  usage reconcile         check PostgreSQL's usage against its applied batches\n"
     "  quota show ORG          an org's quota state (limits, remaining, month, events)\n"
+    "  report funding          funding-ask report for a month (table, JSON, CSV, HTML)\n"
     "\n"
     "Configuration comes from HUBMETER_* environment variables (see README.md); --config\n"
     "FILE adds KEY=value lines, which the environment overrides. COMMAND --help for more.\n";
@@ -150,6 +151,8 @@ int main(int argc, char **argv)
         return cli_usage(&cfg, sub_argc, sub_argv);
     if (strcmp(cmd, "quota") == 0)
         return cli_quota(&cfg, sub_argc, sub_argv);
+    if (strcmp(cmd, "report") == 0)
+        return cli_report(&cfg, sub_argc, sub_argv);
     fprintf(stderr, "hubmeter: unknown command %s\n%s", cmd, USAGE);
     return EXIT_USAGE;
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — installs the Debian packages hubmeter needs to build, test
-# and run (compiler, libraries, Redis, PostgreSQL, nginx). Idempotent: does
+# and run (compiler, libraries, Redis, PostgreSQL, nginx; Chromium renders the
+# funding report's HTML in the tests). Idempotent: does
 # nothing when everything is already installed. Never prompts (works in CI).
 # System services are prevented from auto-starting during the install.
 set -euo pipefail
@@ -11,6 +12,7 @@ PACKAGES=(
   libjansson-dev libssl-dev libcriterion-dev
   redis-server postgresql nginx-light libnginx-mod-http-echo
   curl ca-certificates procps
+  chromium
 )
 
 missing=()

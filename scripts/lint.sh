@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-modules=$(ls common/*.[ch] registry/*.[ch] meter/*.[ch] gateway/*.[ch] main/*.[ch])
+modules=$(ls common/*.[ch] registry/*.[ch] meter/*.[ch] billing/*.[ch] gateway/*.[ch] main/*.[ch])
 src="$modules $(ls tests/*.[ch])"
 banned='\b(sprintf|vsprintf|strcpy|strcat|strncpy|strncat|strtok|atoi|atol|atoll|gets)[[:space:]]*\('
 if grep -nE "$banned" $src; then
