@@ -27,7 +27,7 @@
 
 struct quota_client {
     pthread_mutex_t mu;
-    pthread_cond_t work, done;
+    pthread_cond_t work;
     struct quota_job *head, *tail;
     bool stop;
     pthread_t thread;
@@ -58,6 +58,16 @@ struct quota_job *quota_job_new(enum quota_script script)
     return j;
 }
 
+static void job_wait_init(struct quota_job *j)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&j->done, &ca);
+    pthread_condattr_destroy(&ca);
+    j->waited = true;
+}
+
 void quota_job_key(struct quota_job *j, const char *subject, const char *suffix)
 {
     if (j->nkeys >= QJ_MAX_KEYS)
@@ -80,6 +90,8 @@ void quota_job_free(struct quota_job *j)
 {
     if (j == NULL)
         return;
+    if (j->waited)
+        pthread_cond_destroy(&j->done);
     if (j->reply != NULL)
         freeReplyObject(j->reply);
     free(j);
@@ -121,11 +133,12 @@ int quota_client_call(struct quota_client *c, struct quota_job *j)
     }
     struct timespec deadline;
     deadline_after(&deadline, c->timeout_ms);
+    job_wait_init(j);
     pthread_mutex_lock(&c->mu);
     j->state = QJ_QUEUED;
     enqueue(c, j);
     while (j->state == QJ_QUEUED)
-        if (pthread_cond_timedwait(&c->done, &c->mu, &deadline) == ETIMEDOUT &&
+        if (pthread_cond_timedwait(&j->done, &c->mu, &deadline) == ETIMEDOUT &&
             j->state == QJ_QUEUED) {
             j->abandoned = true; /* the client thread frees it when its round ends */
             pthread_mutex_unlock(&c->mu);
@@ -268,13 +281,14 @@ static void publish(struct quota_client *c, struct quota_job *round, struct quot
     while (round != NULL) {
         struct quota_job *next = round->next;
         bool ok = round->reply != NULL && round->reply->type != REDIS_REPLY_ERROR;
-        if (round->abandoned)
+        if (round->abandoned) {
             quota_job_free(round);
-        else
+        } else {
             round->state = ok ? QJ_DONE : QJ_FAILED;
+            pthread_cond_signal(&round->done); /* wakes its caller only */
+        }
         round = next;
     }
-    pthread_cond_broadcast(&c->done);
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -361,7 +375,6 @@ struct quota_client *quota_client_new(const char *url, unsigned timeout_ms, cons
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->work, &ca);
-    pthread_cond_init(&c->done, &ca);
     pthread_condattr_destroy(&ca);
     cm_copy(c->url, sizeof c->url, url);
     cm_copy(c->instance, sizeof c->instance, instance);
@@ -372,7 +385,6 @@ struct quota_client *quota_client_new(const char *url, unsigned timeout_ms, cons
     if (pthread_create(&c->thread, NULL, client_main, c) != 0) {
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->work);
-        pthread_cond_destroy(&c->done);
         free(c);
         return NULL;
     }
@@ -392,6 +404,5 @@ void quota_client_free(struct quota_client *c)
         redisFree(c->ctx);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->work);
-    pthread_cond_destroy(&c->done);
     free(c);
 }

@@ -26,6 +26,8 @@ struct quota_job {
     redisReply *reply; /* set when state is QJ_DONE */
     int state;
     bool abandoned;    /* nobody waits (fire and forget, or the waiter timed out) */
+    bool waited;       /* a caller waits on done (its own: no thundering herd) */
+    pthread_cond_t done;
     struct quota_job *next;
 };
 enum { QJ_QUEUED, QJ_DONE, QJ_FAILED };

@@ -232,20 +232,21 @@ fi
 KEY=$(timeout 30 bin/hubmeter keys create bench --name "bench-$(date +%s)" | tail -n1)
 [[ -n "$KEY" ]] || die "cannot create an API key"
 AUTH="Authorization: Bearer $KEY"
-# Quotas on: an org whose plan limits everything (requests, bytes/s, month, concurrency)
-# far above what the benchmark reaches, so every request takes the whole admission path.
-if ! timeout 30 bin/hubmeter plans show bench-quota >/dev/null 2>&1; then
-  timeout 30 bin/hubmeter plans create bench-quota --requests-per-minute 1000000000 \
+# Quotas on: an org whose plan limits requests, bytes/s and the month far above what the
+# benchmark reaches, so every request takes the whole admission path. (No concurrency
+# limit: a plan with one needs a Redis slot per download — see README, Quotas.)
+if ! timeout 30 bin/hubmeter plans show bench-rate >/dev/null 2>&1; then
+  timeout 30 bin/hubmeter plans create bench-rate --requests-per-minute 1000000000 \
     --request-burst 1000000000 --bytes-per-second 100000000000 --byte-burst 100000000000 \
-    --monthly-bytes 1000000000000000000 --max-concurrent 100000 >/dev/null ||
-    die "cannot create plan bench-quota"
+    --monthly-bytes 1000000000000000000 >/dev/null ||
+    die "cannot create plan bench-rate"
 fi
-if ! timeout 30 bin/hubmeter orgs show benchq >/dev/null 2>&1; then
-  timeout 30 bin/hubmeter orgs create benchq --plan bench-quota >/dev/null ||
-    die "cannot create org benchq"
+if ! timeout 30 bin/hubmeter orgs show bench-rate >/dev/null 2>&1; then
+  timeout 30 bin/hubmeter orgs create bench-rate --plan bench-rate >/dev/null ||
+    die "cannot create org bench-rate"
 fi
-KEYQ=$(timeout 30 bin/hubmeter keys create benchq --name "benchq-$(date +%s)" | tail -n1)
-[[ -n "$KEYQ" ]] || die "cannot create an API key for benchq"
+KEYQ=$(timeout 30 bin/hubmeter keys create bench-rate --name "bench-rate-$(date +%s)" | tail -n1)
+[[ -n "$KEYQ" ]] || die "cannot create an API key for bench-rate"
 AUTHQ="Authorization: Bearer $KEYQ"
 
 nginx_start origin bench/origin.conf.in "$ORIGIN_PORT"
@@ -625,7 +626,7 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
   echo "Reference and details:"
   echo
   echo "- CPU used by other processes on the machine (not this benchmark) during a / b / c: $(v "${R[others.a]:-}")% / $(v "${R[others.b]:-}")% / $(v "${R[others.c]:-}")% of all $NCPU cores.$(awk -v a="${R[others.a]:-0}" -v b="${R[others.b]:-0}" -v c="${R[others.c]:-0}" 'BEGIN { if (a > 5 || b > 5 || c > 5) printf " **The machine was not quiet: these figures are skewed; re-run `make bench` on an idle machine.**" }')"
-  echo "- Admission cost: quotas on vs off (same gateway, same run): $(ratio "${R[rps.hubmeterq]:-}" "${R[rps.hubmeter]:-}") of the requests/s; Redis calls per small request: $(v "${R[calls_per_req]:-}") (one blocking admission round trip, pipelined with other requests', plus one pipelined end-of-request call that nobody waits for); per MiB of a 1 GiB download: $(v "${R[calls_per_mib]:-}") (8 MiB leases). CPU of the gateway with quotas on: $(v "${R[cpu.hubmeterq]:-}")%."
+  echo "- Admission cost: quotas on vs off (same gateway, same run): $(ratio "${R[rps.hubmeterq]:-}" "${R[rps.hubmeter]:-}") of the requests/s; Redis calls per small request: $(v "${R[calls_per_req]:-}") (busy orgs are admitted from per-gateway pools; otherwise one admission round trip, pipelined with other requests', plus a pipelined end-of-request call nobody waits for); per MiB of a 1 GiB download: $(v "${R[calls_per_mib]:-}") (8 MiB leases). CPU of the gateway with quotas on: $(v "${R[cpu.hubmeterq]:-}")%."
   echo "- Origin alone (no proxy): single stream $(v "${R[single.origin]:-}") MB/s, $PARALLEL ranges $(v "${R[ranges.origin]:-}") MB/s."
   echo "- wrk: nginx $(v "${R[total.nginx]:-}") requests in ${WRK_SECS} s, non-2xx: $(v "${R[non2xx.nginx]:-0}"), socket errors: $(v "${R[sockerr.nginx]:-none}"); hubmeter $(v "${R[total.hubmeter]:-}") requests, non-2xx: $(v "${R[non2xx.hubmeter]:-0}"), socket errors: $(v "${R[sockerr.hubmeter]:-none}")."
   echo "- CPU used by the proxy during the measured wrk run (100% = all of core 0): nginx $(v "${R[cpu.nginx]:-}")%, hubmeter $(v "${R[cpu.hubmeter]:-}")% (Redis/PostgreSQL not included). Change in TIME_WAIT sockets to/from the origin over that run (approximate count of upstream connections opened and closed): nginx $(v "${R[tw.nginx]:-}"), hubmeter $(v "${R[tw.hubmeter]:-}")."
