@@ -382,12 +382,16 @@ int gw_serve(const struct hm_config *cfg)
                 cfg->listen_host, (unsigned)cfg->listen_port);
         goto fail;
     }
+    gw.admin = gw_admin_start(&gw);
+    if (gw.admin == NULL)
+        goto fail;
     cm_log(CM_LOG_INFO, "listening", "address=%s:%u upstream=%s flusher=%s", cfg->listen_host,
            (unsigned)cfg->listen_port, cfg->upstream, cfg->run_flusher ? "on" : "off");
     wait_for_stop(&gw, cfg);
     rc = 0;
 fail:
     atomic_store(&gw.stopping, true);
+    gw_admin_stop(gw.admin);
     if (gw.daemon != NULL)
         MHD_stop_daemon(gw.daemon); /* closes what is left, waits for every thread */
     gw_watchdog_free(gw.watchdog);
