@@ -376,15 +376,15 @@ int gw_serve(const struct hm_config *cfg)
         fprintf(stderr, "hubmeter: cannot start the slow-client watchdog\n");
         goto fail;
     }
+    gw.admin = gw_admin_start(&gw); /* before the public listener: healthy means both */
+    if (gw.admin == NULL)
+        goto fail;
     gw.daemon = start_daemon(&gw);
     if (gw.daemon == NULL) {
         fprintf(stderr, "hubmeter: cannot listen on %s:%u (in use, or not allowed)\n",
                 cfg->listen_host, (unsigned)cfg->listen_port);
         goto fail;
     }
-    gw.admin = gw_admin_start(&gw);
-    if (gw.admin == NULL)
-        goto fail;
     cm_log(CM_LOG_INFO, "listening", "address=%s:%u upstream=%s flusher=%s", cfg->listen_host,
            (unsigned)cfg->listen_port, cfg->upstream, cfg->run_flusher ? "on" : "off");
     wait_for_stop(&gw, cfg);

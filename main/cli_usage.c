@@ -200,14 +200,17 @@ static int report(const struct hm_config *cfg, int argc, char **argv)
     json_t *doc = NULL;
     rc = show || export ? reg_org_get(db, argv[1], &org, err, sizeof err) : CM_OK;
     q.org_id = org.id;
-    if (rc == CM_OK)
-        rc = show     ? meter_usage_query(db, &q, &doc, err, sizeof err)
-             : export ? meter_usage_export(db, org.id, month, &doc, err, sizeof err)
-                      : meter_usage_top(db, q.from, q.to, q.limit ? q.limit : 20, &doc, err,
-                                        sizeof err);
+    if (rc != CM_OK) {
+        PQfinish(db);
+        return cli_fail(rc, err);
+    }
+    rc = show     ? meter_usage_query(db, &q, &doc, err, sizeof err)
+         : export ? meter_usage_export(db, org.id, month, &doc, err, sizeof err)
+                  : meter_usage_top(db, q.from, q.to, q.limit ? q.limit : 20, &doc, err,
+                                    sizeof err);
     PQfinish(db);
-    if (rc != CM_OK)
-        return cli_fail(rc == CM_NOTFOUND && show ? CM_INVALID : rc, err);
+    if (rc != CM_OK) /* an unknown time zone is bad usage too */
+        return cli_fail(rc == CM_NOTFOUND ? CM_INVALID : rc, err);
     if (show)
         json_object_set_new(doc, "org", json_string(org.slug));
     if (json) {
