@@ -290,7 +290,7 @@ Test(admin, bad_input_is_refused_with_a_stable_code_and_changes_nothing)
     char *body = malloc(big + 32);
     snprintf(body, 32, "{\"slug\":\"beta\",\"name\":\"");
     memset(body + strlen(body), 'x', big);
-    strcpy(body + big, "\"}");
+    memcpy(body + big, "\"}", 3);
     fails(413, "body_too_large", "POST", "orgs", body);
     free(body);
     cr_assert_eq(db_count("SELECT count(*) FROM orgs"), orgs, "no org was created");
