@@ -204,7 +204,7 @@ static int split_path(struct adm_req *a, const char *url)
     return a->nseg > 0 ? CM_OK : CM_INVALID;
 }
 
-/* ---- admin tokens and the audit log ------------------------------------------------------------ */
+/* ---- admin tokens and the audit log ---------------------------------------------------------- */
 
 static bool adm_tokens(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *r)
 {
@@ -272,11 +272,12 @@ static bool adm_audit(struct adm_req *a, struct MHD_Connection *c, enum MHD_Resu
                json_integer_value(json_object_get(json_array_get(entries, n - 1), "id")));
         next = json_string(id);
     }
-    *r = adm_json(a, c, MHD_HTTP_OK, json_pack("{s:o, s:o}", "entries", entries, "next_cursor", next));
+    *r = adm_json(a, c, MHD_HTTP_OK,
+                  json_pack("{s:o, s:o}", "entries", entries, "next_cursor", next));
     return true;
 }
 
-/* ---- the request lifecycle --------------------------------------------------------------------- */
+/* ---- the request lifecycle ------------------------------------------------------------------- */
 
 /* Authenticates a's bearer token: CM_OK with a->actor set, or an error queued in *r. */
 static int authenticate(struct gw_admin *adm, struct adm_req *a, struct MHD_Connection *c,

@@ -208,7 +208,8 @@ static enum MHD_Result top(struct adm_req *a, struct MHD_Connection *c)
     char f[32], t[32];
     cm_time_format(from, f, sizeof f);
     cm_time_format(to, t, sizeof t);
-    return adm_json(a, c, MHD_HTTP_OK, json_pack("{s:s, s:s, s:o}", "from", f, "to", t, "orgs", orgs));
+    return adm_json(a, c, MHD_HTTP_OK,
+                    json_pack("{s:s, s:s, s:o}", "from", f, "to", t, "orgs", orgs));
 }
 
 bool adm_usage(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *r)

@@ -229,7 +229,7 @@ static int report(const struct hm_config *cfg, int argc, char **argv)
             char second[200];
             cm_fmt(second, sizeof second, "%s%s%s",
                    json_string_value(json_object_get(row, export ? "key" : "class")),
-                   export ? " " : "", export ? json_string_value(json_object_get(row, "repo")) : "");
+                   export ? " " : "", export ? str(row, "repo") : "");
             char clients[24] = "";
             if (export)
                 cm_fmt(clients, sizeof clients, "%lld",

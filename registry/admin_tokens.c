@@ -61,7 +61,8 @@ int reg_admin_bootstrap(PGconn *db, const char *secret, char *err, size_t errlen
     if (rc == CM_OK)
         rc = reg_audit(db, "config", "admin_token.bootstrap", "admin_token:bootstrap", NULL, row,
                        err, errlen);
-    json_decref(row);
+    else
+        json_decref(row);
     if (rc == CM_NOTFOUND) /* already in place (or revoked): nothing changed */
         rc = CM_OK;
     if (rc == CM_EXISTS)
@@ -108,7 +109,8 @@ int reg_admin_token_create(PGconn *db, const char *actor, const char *name, char
     if (reg_begin(db, err, errlen) != CM_OK)
         return CM_ERR;
     int rc = json_row(db,
-                      "INSERT INTO admin_tokens (name, secret_sha256) VALUES ($1, decode($2, 'hex'))"
+                      "INSERT INTO admin_tokens (name, secret_sha256)"
+                      " VALUES ($1, decode($2, 'hex'))"
                       " RETURNING " TOKEN_JSON,
                       2, params, out, err, errlen);
     if (rc == CM_EXISTS)
@@ -116,7 +118,8 @@ int reg_admin_token_create(PGconn *db, const char *actor, const char *name, char
     if (rc == CM_OK) {
         char target[96];
         cm_fmt(target, sizeof target, "admin_token:%s", name);
-        rc = reg_audit(db, actor, "admin_token.create", target, NULL, *out, err, errlen);
+        rc = reg_audit(db, actor, "admin_token.create", target, NULL, json_incref(*out), err,
+                       errlen);
     }
     rc = reg_finish(db, rc, err, errlen);
     if (rc != CM_OK) {
@@ -151,7 +154,8 @@ int reg_admin_token_revoke(PGconn *db, const char *actor, const char *name, json
     if (rc == CM_OK) {
         char target[96];
         cm_fmt(target, sizeof target, "admin_token:%s", name);
-        rc = reg_audit(db, actor, "admin_token.revoke", target, NULL, *out, err, errlen);
+        rc = reg_audit(db, actor, "admin_token.revoke", target, NULL, json_incref(*out), err,
+                       errlen);
     }
     rc = reg_finish(db, rc, err, errlen);
     if (rc != CM_OK) {

@@ -28,6 +28,8 @@ int reg_audit(PGconn *db, const char *actor, const char *action, const char *tar
 {
     char *b = before ? json_dumps(before, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     char *a = after ? json_dumps(after, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(before);
+    json_decref(after);
     const char *params[] = {actor, action, target, b, a};
     PGresult *res = PQexecParams(db,
                                  "INSERT INTO audit_log (actor, action, target, before, after)"

@@ -76,9 +76,7 @@ int reg_key_create(PGconn *db, const char *actor, const char *prefix, const char
     if (rc == CM_OK) {
         char target[48];
         audit_target(out, target, sizeof target);
-        json_t *after = reg_key_json(out);
-        rc = reg_audit(db, actor, "key.create", target, NULL, after, err, errlen);
-        json_decref(after);
+        rc = reg_audit(db, actor, "key.create", target, NULL, reg_key_json(out), err, errlen);
     }
     rc = reg_finish(db, rc, err, errlen);
     if (rc != CM_OK)
@@ -139,8 +137,9 @@ static int key_id(PGconn *db, const char *id_or_display, char *id, size_t idlen,
     return key_id_by_display(db, id_or_display, id, idlen, err, errlen);
 }
 
-int reg_key_get(PGconn *db, const char *id_or_display, struct reg_key *out, char *err,
-                size_t errlen)
+/* Reads the key named by id_or_display; lock: FOR UPDATE in the caller's transaction. */
+static int key_read(PGconn *db, const char *id_or_display, bool lock, struct reg_key *out,
+                    char *err, size_t errlen)
 {
     char id[24];
     int rc = key_id(db, id_or_display, id, sizeof id, err, errlen);
@@ -150,26 +149,17 @@ int reg_key_get(PGconn *db, const char *id_or_display, struct reg_key *out, char
     char notfound[64];
     cm_fmt(notfound, sizeof notfound, "no key %.40s", id_or_display);
     return reg_query_one(db,
-                         "SELECT " KEY_COLS " FROM api_keys k JOIN orgs o ON o.id = k.org_id"
-                         " WHERE k.id = $1::bigint",
+                         lock ? "SELECT " KEY_COLS " FROM api_keys k JOIN orgs o ON o.id = k.org_id"
+                                " WHERE k.id = $1::bigint FOR UPDATE OF k"
+                              : "SELECT " KEY_COLS " FROM api_keys k JOIN orgs o ON o.id = k.org_id"
+                                " WHERE k.id = $1::bigint",
                          1, params, read_key, out, notfound, err, errlen);
 }
 
-/* Locks and reads the key named by id_or_display inside the caller's transaction. */
-static int key_lock(PGconn *db, const char *id_or_display, struct reg_key *out, char *err,
-                    size_t errlen)
+int reg_key_get(PGconn *db, const char *id_or_display, struct reg_key *out, char *err,
+                size_t errlen)
 {
-    char id[24];
-    int rc = key_id(db, id_or_display, id, sizeof id, err, errlen);
-    if (rc != CM_OK)
-        return rc;
-    const char *params[] = {id};
-    char notfound[64];
-    cm_fmt(notfound, sizeof notfound, "no key %.40s", id_or_display);
-    return reg_query_one(db,
-                         "SELECT " KEY_COLS " FROM api_keys k JOIN orgs o ON o.id = k.org_id"
-                         " WHERE k.id = $1::bigint FOR UPDATE OF k",
-                         1, params, read_key, out, notfound, err, errlen);
+    return key_read(db, id_or_display, false, out, err, errlen);
 }
 
 int reg_key_revoke(PGconn *db, const char *actor, const char *id_or_display,
@@ -178,7 +168,7 @@ int reg_key_revoke(PGconn *db, const char *actor, const char *id_or_display,
     struct reg_key before;
     if (reg_begin(db, err, errlen) != CM_OK)
         return CM_ERR;
-    int rc = key_lock(db, id_or_display, &before, err, errlen);
+    int rc = key_read(db, id_or_display, true, &before, err, errlen);
     if (rc == CM_OK) {
         char id[24];
         cm_fmt(id, sizeof id, "%lld", (long long)before.id);
@@ -192,10 +182,8 @@ int reg_key_revoke(PGconn *db, const char *actor, const char *id_or_display,
     if (rc == CM_OK) {
         char target[48];
         audit_target(out, target, sizeof target);
-        json_t *b = reg_key_json(&before), *a = reg_key_json(out);
-        rc = reg_audit(db, actor, "key.revoke", target, b, a, err, errlen);
-        json_decref(b);
-        json_decref(a);
+        rc = reg_audit(db, actor, "key.revoke", target, reg_key_json(&before), reg_key_json(out),
+                       err, errlen);
     }
     return reg_finish(db, rc, err, errlen);
 }
@@ -225,7 +213,7 @@ int reg_key_rotate(PGconn *db, const char *actor, const char *prefix, const char
     struct reg_key before;
     if (reg_begin(db, err, errlen) != CM_OK)
         return CM_ERR;
-    int rc = key_lock(db, id_or_display, &before, err, errlen);
+    int rc = key_read(db, id_or_display, true, &before, err, errlen);
     if (rc == CM_OK && before.revoked_at[0] != '\0')
         rc = CM_DENIED, cm_fmt(err, errlen, "key %lld is revoked", (long long)before.id);
     if (rc == CM_OK && before.expires_at[0] != '\0')
@@ -242,8 +230,6 @@ int reg_key_rotate(PGconn *db, const char *actor, const char *prefix, const char
         json_t *b = reg_key_json(&before);
         json_t *a = json_pack("{s:o, s:o}", "old", reg_key_json(old), "new", reg_key_json(fresh));
         rc = reg_audit(db, actor, "key.rotate", target, b, a, err, errlen);
-        json_decref(b);
-        json_decref(a);
     }
     rc = reg_finish(db, rc, err, errlen);
     if (rc != CM_OK)
@@ -286,7 +272,8 @@ int reg_key_lookup(PGconn *db, const uint8_t sha256[32], struct reg_identity *ou
         PGresult *up = PQexecParams(db,
                                     "UPDATE api_keys SET last_used_at = now()"
                                     " WHERE secret_sha256 = decode($1, 'hex') AND"
-                                    " (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')",
+                                    " (last_used_at IS NULL OR"
+                                    " last_used_at < now() - interval '1 minute')",
                                     1, NULL, params, NULL, NULL, 0);
         PQclear(up);
     }

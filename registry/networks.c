@@ -82,9 +82,7 @@ int reg_network_add(PGconn *db, const char *actor, const char *org_slug, const c
     if (rc == CM_OK) {
         char target[96];
         audit_target(out, target, sizeof target);
-        json_t *after = reg_network_json(out);
-        rc = reg_audit(db, actor, "network.add", target, NULL, after, err, errlen);
-        json_decref(after);
+        rc = reg_audit(db, actor, "network.add", target, NULL, reg_network_json(out), err, errlen);
     }
     return reg_finish(db, rc, err, errlen);
 }
@@ -127,9 +125,8 @@ int reg_network_remove(PGconn *db, const char *actor, int64_t id, struct reg_net
     if (rc == CM_OK) {
         char target[96];
         audit_target(out, target, sizeof target);
-        json_t *before = reg_network_json(out);
-        rc = reg_audit(db, actor, "network.remove", target, before, NULL, err, errlen);
-        json_decref(before);
+        rc = reg_audit(db, actor, "network.remove", target, reg_network_json(out), NULL, err,
+                       errlen);
     }
     return reg_finish(db, rc, err, errlen);
 }

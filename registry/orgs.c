@@ -68,9 +68,7 @@ int reg_org_create(PGconn *db, const char *actor, struct reg_org *o, char *err, 
     if (rc == CM_OK) {
         char target[80];
         cm_fmt(target, sizeof target, "org:%s", o->slug);
-        json_t *after = reg_org_json(o);
-        rc = reg_audit(db, actor, "org.create", target, NULL, after, err, errlen);
-        json_decref(after);
+        rc = reg_audit(db, actor, "org.create", target, NULL, reg_org_json(o), err, errlen);
     }
     return reg_finish(db, rc, err, errlen);
 }
@@ -140,10 +138,8 @@ static int org_change(PGconn *db, const char *actor, const char *action, const c
     if (rc == CM_OK) {
         char target[80];
         cm_fmt(target, sizeof target, "org:%s", slug);
-        json_t *b = reg_org_json(&before), *a = reg_org_json(out);
-        rc = reg_audit(db, actor, action, target, b, a, err, errlen);
-        json_decref(b);
-        json_decref(a);
+        rc = reg_audit(db, actor, action, target, reg_org_json(&before), reg_org_json(out), err,
+                       errlen);
     }
     return reg_finish(db, rc, err, errlen);
 }

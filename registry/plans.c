@@ -90,9 +90,7 @@ int reg_plan_create(PGconn *db, const char *actor, struct reg_plan *p, char *err
     if (rc == CM_OK) {
         char target[80];
         audit_target(name, target, sizeof target);
-        json_t *after = reg_plan_json(p);
-        rc = reg_audit(db, actor, "plan.create", target, NULL, after, err, errlen);
-        json_decref(after);
+        rc = reg_audit(db, actor, "plan.create", target, NULL, reg_plan_json(p), err, errlen);
     }
     return reg_finish(db, rc, err, errlen);
 }
@@ -110,6 +108,17 @@ int reg_plan_get(PGconn *db, const char *name, struct reg_plan *out, char *err, 
     cm_fmt(notfound, sizeof notfound, "no plan named %.64s", name);
     return reg_query_one(db, "SELECT " PLAN_COLS " FROM plans WHERE name = $1", 1, params,
                          read_plan, out, notfound, err, errlen);
+}
+
+/* Reads and locks plan name in the caller's transaction: CM_OK, CM_NOTFOUND, CM_ERR. */
+static int plan_lock(PGconn *db, const char *name, struct reg_plan *out, char *err,
+                     size_t errlen)
+{
+    const char *params[] = {name};
+    char notfound[96];
+    cm_fmt(notfound, sizeof notfound, "no plan named %.64s", name);
+    return reg_query_one(db, "SELECT " PLAN_COLS " FROM plans WHERE name = $1 FOR UPDATE", 1,
+                         params, read_plan, out, notfound, err, errlen);
 }
 
 /* Copies the fields of p named by mask onto out. */
@@ -139,11 +148,7 @@ int reg_plan_update(PGconn *db, const char *actor, const char *name, const struc
     struct reg_plan before;
     if (reg_begin(db, err, errlen) != CM_OK)
         return CM_ERR;
-    const char *p1[] = {name};
-    char notfound[96];
-    cm_fmt(notfound, sizeof notfound, "no plan named %.64s", name);
-    int rc = reg_query_one(db, "SELECT " PLAN_COLS " FROM plans WHERE name = $1 FOR UPDATE", 1,
-                           p1, read_plan, &before, notfound, err, errlen);
+    int rc = plan_lock(db, name, &before, err, errlen);
     if (rc == CM_OK) {
         *out = before;
         apply_mask(out, p, mask);
@@ -158,15 +163,13 @@ int reg_plan_update(PGconn *db, const char *actor, const char *name, const struc
                            " bytes_per_second = $4, byte_burst = $5, monthly_bytes = $6,"
                            " max_concurrent = $7, failure_policy = $8, shadow = $9,"
                            " updated_at = now() WHERE name = $1 RETURNING " PLAN_COLS,
-                           9, params, read_plan, out, notfound, err, errlen);
+                           9, params, read_plan, out, "the plan disappeared", err, errlen);
     }
     if (rc == CM_OK) {
         char target[80];
         audit_target(name, target, sizeof target);
-        json_t *b = reg_plan_json(&before), *a = reg_plan_json(out);
-        rc = reg_audit(db, actor, "plan.update", target, b, a, err, errlen);
-        json_decref(b);
-        json_decref(a);
+        rc = reg_audit(db, actor, "plan.update", target, reg_plan_json(&before),
+                       reg_plan_json(out), err, errlen);
     }
     return reg_finish(db, rc, err, errlen);
 }
@@ -176,13 +179,10 @@ int reg_plan_delete(PGconn *db, const char *actor, const char *name, char *err, 
     struct reg_plan before;
     if (reg_begin(db, err, errlen) != CM_OK)
         return CM_ERR;
-    const char *p1[] = {name};
-    char notfound[96];
-    cm_fmt(notfound, sizeof notfound, "no plan named %.64s", name);
-    int rc = reg_query_one(db, "SELECT " PLAN_COLS " FROM plans WHERE name = $1 FOR UPDATE", 1,
-                           p1, read_plan, &before, notfound, err, errlen);
+    int rc = plan_lock(db, name, &before, err, errlen);
     if (rc == CM_OK) {
         /* Orgs that take the plan meanwhile wait for this lock (FOR SHARE on plans). */
+        const char *p1[] = {name};
         PGresult *res = PQexecParams(db,
                                      "SELECT count(*) FROM orgs o JOIN plans p ON p.id = o.plan_id"
                                      " WHERE p.name = $1",
@@ -198,6 +198,7 @@ int reg_plan_delete(PGconn *db, const char *actor, const char *name, char *err, 
         PQclear(res);
     }
     if (rc == CM_OK) {
+        const char *p1[] = {name};
         PGresult *res = PQexecParams(db, "DELETE FROM plans WHERE name = $1", 1, NULL, p1, NULL,
                                      NULL, 0);
         if (PQresultStatus(res) != PGRES_COMMAND_OK) {
@@ -209,9 +210,7 @@ int reg_plan_delete(PGconn *db, const char *actor, const char *name, char *err, 
     if (rc == CM_OK) {
         char target[80];
         audit_target(name, target, sizeof target);
-        json_t *b = reg_plan_json(&before);
-        rc = reg_audit(db, actor, "plan.delete", target, b, NULL, err, errlen);
-        json_decref(b);
+        rc = reg_audit(db, actor, "plan.delete", target, reg_plan_json(&before), NULL, err, errlen);
     }
     return reg_finish(db, rc, err, errlen);
 }

@@ -196,7 +196,8 @@ json_t *reg_network_json(const struct reg_network *n);
 int reg_begin(PGconn *db, char *err, size_t errlen);
 /* Commits when rc is CM_OK (CM_ERR if the commit fails), else rolls back; returns the rc. */
 int reg_finish(PGconn *db, int rc, char *err, size_t errlen);
-/* Appends an audit row (before/after borrowed, may be NULL) in the caller's transaction. */
+/* Appends an audit row in the caller's transaction; before/after (may be NULL) are stolen
+ * references, as json_object_set_new takes them. */
 int reg_audit(PGconn *db, const char *actor, const char *action, const char *target,
               json_t *before, json_t *after, char *err, size_t errlen);
 /* Audit rows newest first, with id below before_id (0: from the newest), at most limit;
