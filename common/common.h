@@ -75,6 +75,7 @@ struct hm_config {
     unsigned month_close_grace_h; /* a month closes this long after the watermark passed it */
     unsigned minute_retention_days; /* minute rows older than this go (0: kept forever) */
     bool run_flusher; /* serve also runs the flusher */
+    unsigned webhook_interval_ms; /* how often quota webhooks are looked for and sent */
 };
 
 /* What a subcommand needs; cm_config_require() names the first missing key. */
@@ -107,6 +108,9 @@ int64_t cm_month_next(int64_t month_start);
 int cm_random(void *buf, size_t n);
 void cm_sha256(const void *data, size_t len, uint8_t out[32]);
 uint32_t cm_crc32(const void *data, size_t len);
+/* HMAC-SHA256 of data under key into out. */
+void cm_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                    uint8_t out[32]);
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void cm_hex(const uint8_t *in, size_t n, char *out);
 

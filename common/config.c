@@ -67,6 +67,7 @@ static const struct opt options[] = {
     {"HUBMETER_MINUTE_RETENTION_DAYS", OPT_UINT, F(minute_retention_days), 0, 36600, false},
     {"HUBMETER_MONTH_CLOSE_GRACE_H", OPT_UINT, F(month_close_grace_h), 0, 24 * 366, false},
     {"HUBMETER_FLUSH_CLAIM_IDLE_MS", OPT_UINT, F(flush_claim_idle_ms), 100, 86400000, false},
+    {"HUBMETER_WEBHOOK_INTERVAL_MS", OPT_UINT, F(webhook_interval_ms), 100, 3600000, false},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -105,6 +106,7 @@ static void set_defaults(struct hm_config *cfg)
             "/{ns}/{repo}/raw/*,/{ns}/{repo}/blob/*");
     cfg->ship_interval_ms = 1000;
     cfg->flush_claim_idle_ms = 60000;
+    cfg->webhook_interval_ms = 10000;
     cfg->journal_max_bytes = 1ull << 30;
     cfg->month_close_grace_h = 72;
     cfg->minute_retention_days = 90;

@@ -61,5 +61,6 @@ bool adm_plans(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *r);
 bool adm_keys(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *r);
 bool adm_networks(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *r);
 bool adm_usage(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *r);
+bool adm_webhooks(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *r);
 
 #endif

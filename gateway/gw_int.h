@@ -19,6 +19,7 @@
 struct gw_idcache;
 struct gw_watchdog;
 struct gw_admin;
+struct gw_webhooks;
 
 #define GW_LATENCY_BUCKETS 11
 
@@ -42,6 +43,7 @@ struct gw {
     struct gw_metrics metrics;
     struct gw_watchdog *watchdog;
     struct gw_admin *admin; /* the admin API's listener (admin.c) */
+    struct gw_webhooks *webhooks; /* the quota webhook sender (webhooks.c) */
     _Atomic bool stopping; /* set at shutdown: waits for upstream data give up */
 };
 
@@ -181,5 +183,10 @@ extern const char gw_openapi_json[];
 struct gw_admin *gw_admin_start(struct gw *gw);
 /* Stops the listener and waits for its requests; no-op for NULL. */
 void gw_admin_stop(struct gw_admin *admin);
+
+/* ---- quota webhooks (webhooks.c) ------------------------------------------------------------ */
+/* Starts the sender thread; NULL when it cannot. Stop (and free) with gw_webhooks_stop. */
+struct gw_webhooks *gw_webhooks_start(struct gw *gw);
+void gw_webhooks_stop(struct gw_webhooks *w);
 
 #endif

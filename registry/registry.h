@@ -186,6 +186,37 @@ int reg_admin_token_list(PGconn *db, json_t **out, char *err, size_t errlen);
 int reg_admin_token_revoke(PGconn *db, const char *actor, const char *name, json_t **out,
                            char *err, size_t errlen);
 
+/* ---- quota webhooks (registry/webhooks.c) -------------------------------------------------------- */
+/* Registers url for org_slug ("" = the operator's, called for every org) at thresholds (percent
+ * of the plan's monthly_bytes, 1-10 values of 1-1000). The signing secret is written once into
+ * secret (REG_KEY_MAX). *out: new reference. CM_INVALID, CM_NOTFOUND, CM_ERR. Audited. */
+int reg_webhook_create(PGconn *db, const char *actor, const char *org_slug, const char *url,
+                       const int *thresholds, size_t n, char *secret, size_t secretlen,
+                       json_t **out, char *err, size_t errlen);
+int reg_webhook_list(PGconn *db, json_t **out, char *err, size_t errlen);
+int reg_webhook_delete(PGconn *db, const char *actor, int64_t id, json_t **out, char *err,
+                       size_t errlen);
+/* The events queued for webhook id, with their delivery state. CM_NOTFOUND if no webhook. */
+int reg_webhook_deliveries(PGconn *db, int64_t id, json_t **out, char *err, size_t errlen);
+
+struct reg_webhook_event {
+    int64_t id;
+    char url[1001];
+    char secret[201];
+    char *payload; /* JSON text, malloc'd */
+    int attempts;
+};
+/* Queues new threshold crossings, then opens a transaction and claims up to max due events
+ * (locked, SKIP LOCKED: other gateways skip them). On CM_OK the caller records each with
+ * reg_webhook_attempt and ends the transaction with reg_finish. Free with
+ * reg_webhook_events_free. */
+int reg_webhook_claim(PGconn *db, int max, struct reg_webhook_event **events, size_t *n,
+                      char *err, size_t errlen);
+/* Records one attempt: delivered, or failed with error (retried with backoff). */
+int reg_webhook_attempt(PGconn *db, const struct reg_webhook_event *e, bool delivered,
+                        const char *error, char *err, size_t errlen);
+void reg_webhook_events_free(struct reg_webhook_event *events, size_t n);
+
 /* ---- JSON of records (registry/json.c): new references, NULL when out of memory ---------------- */
 json_t *reg_org_json(const struct reg_org *o);
 json_t *reg_plan_json(const struct reg_plan *p);

@@ -68,3 +68,62 @@ LANGUAGE sql STABLE AS $$
             AND EXISTS (SELECT 1 FROM org_networks n WHERE n.org_id = o AND n.network >>= u.network)
             AND hm_network_org(u.network) = o)
 $$;
+
+-- Quota notifications: a webhook (an org's, or the operator's when org_id is NULL, called
+-- for every org) is called once when an org's usage of the UTC month crosses each of its
+-- thresholds (percent of the plan's monthly_bytes). The outbox row is unique per webhook,
+-- org, month and threshold, so an event is queued once; senders claim rows with SKIP
+-- LOCKED and retry with backoff.
+CREATE TABLE webhooks (
+    id          bigserial PRIMARY KEY,
+    org_id      bigint REFERENCES orgs (id),
+    url         text NOT NULL CHECK (url ~ '^https?://[^[:space:]]+$' AND length(url) <= 1000),
+    secret      text NOT NULL CHECK (length(secret) BETWEEN 16 AND 200), -- HMAC key: needed to sign
+    thresholds  smallint[] NOT NULL DEFAULT '{80,100}'
+                CHECK (cardinality(thresholds) BETWEEN 1 AND 10 AND 0 < ALL (thresholds)
+                       AND 1000 >= ALL (thresholds)),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE webhook_outbox (
+    id               bigserial PRIMARY KEY,
+    webhook_id       bigint NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    org_id           bigint NOT NULL REFERENCES orgs (id),
+    period           timestamptz NOT NULL,
+    threshold        smallint NOT NULL,
+    payload          jsonb NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    attempts         integer NOT NULL DEFAULT 0,
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    delivered_at     timestamptz,
+    failed_at        timestamptz,
+    last_error       text,
+    UNIQUE (webhook_id, org_id, period, threshold)
+);
+CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at)
+    WHERE delivered_at IS NULL AND failed_at IS NULL;
+
+-- Queues an event for every threshold crossed in the month holding now_ts and not queued
+-- yet. Returns how many were queued.
+CREATE FUNCTION hm_webhook_scan(now_ts timestamptz) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    lo timestamptz := date_trunc('month', now_ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC';
+    n integer;
+BEGIN
+    INSERT INTO webhook_outbox (webhook_id, org_id, period, threshold, payload)
+    SELECT w.id, o.id, lo, t.threshold,
+           jsonb_build_object('event', 'quota.threshold_crossed', 'org', o.slug,
+                              'period', to_char(lo AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                              'threshold_percent', t.threshold, 'monthly_bytes', p.monthly_bytes,
+                              'used_bytes', u.b)
+      FROM orgs o
+      JOIN plans p ON p.id = o.plan_id AND p.monthly_bytes > 0
+      JOIN webhooks w ON w.org_id IS NULL OR w.org_id = o.id
+      CROSS JOIN LATERAL unnest(w.thresholds) AS t (threshold)
+      CROSS JOIN LATERAL (SELECT coalesce(sum(bytes), 0) AS b
+                            FROM hm_usage_org(o.id, lo, lo + interval '1 month', false)) u
+     WHERE u.b * 100 >= t.threshold::numeric * p.monthly_bytes
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;

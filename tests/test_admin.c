@@ -5,18 +5,21 @@
  * audit log written with every change, and bad input leaving the database unchanged.
  */
 #include <criterion/criterion.h>
+#include <microhttpd.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/common.h"
 #include "tests/apicheck.h"
 
 #define BOOTSTRAP "adm-secret-0123456789-bootstrap"
 
 static char db_url[512], redis_url[256];
 static char env_db[600], env_redis[300], env_up[600];
-static const char *env[5];
+static const char *env[6];
 static struct th_gateway gw;
 static char bearer[300] = "Authorization: Bearer " BOOTSTRAP;
 
@@ -31,7 +34,8 @@ static void setup(void)
     env[1] = env_redis;
     env[2] = env_up;
     env[3] = "HUBMETER_ADMIN_TOKEN=" BOOTSTRAP;
-    env[4] = NULL;
+    env[4] = "HUBMETER_WEBHOOK_INTERVAL_MS=200";
+    env[5] = NULL;
     th_gateway_start(&gw, env);
 }
 
@@ -463,6 +467,141 @@ Test(admin, cidr_ranges_attribute_anonymous_downloads_to_the_most_specific_org)
     fails(400, "bad_parameter", "GET", "orgs/alpha/usage?from=bad", NULL);
     fails(404, "not_found", "GET", "orgs/nobody/usage", NULL);
     fails(400, "bad_range", "GET", "usage/top?from=2026-11-01T00:00:00Z&to=2026-10-01T00:00:00Z", NULL);
+}
+
+/* ---- quota webhooks: a receiver that fails its first call, then accepts ---------------------- */
+
+#define HOOK_MAX 16
+static struct {
+    pthread_mutex_t lock;
+    int calls;
+    int accepted;
+    char body[HOOK_MAX][512];
+    char signature[HOOK_MAX][96];
+} hook = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static enum MHD_Result hook_request(void *cls, struct MHD_Connection *c, const char *url,
+                                    const char *method, const char *version, const char *data,
+                                    size_t *size, void **state)
+{
+    (void)cls, (void)url, (void)method, (void)version;
+    static int marker;
+    if (*state == NULL) { /* first call: headers only */
+        *state = &marker;
+        pthread_mutex_lock(&hook.lock);
+        hook.body[hook.calls % HOOK_MAX][0] = '\0';
+        pthread_mutex_unlock(&hook.lock);
+        return MHD_YES;
+    }
+    pthread_mutex_lock(&hook.lock);
+    int i = hook.calls % HOOK_MAX;
+    if (*size != 0) {
+        strncat(hook.body[i], data, *size < 500 ? *size : 500);
+        *size = 0;
+        pthread_mutex_unlock(&hook.lock);
+        return MHD_YES;
+    }
+    const char *sig = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Hubmeter-Signature");
+    snprintf(hook.signature[i], sizeof hook.signature[i], "%s", sig ? sig : "");
+    unsigned status = hook.calls == 0 ? 500 : 200; /* the first delivery fails */
+    hook.accepted += status == 200;
+    hook.calls++;
+    pthread_mutex_unlock(&hook.lock);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(2, (void *)"ok",
+                                                                MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result r = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static void use_bytes(const char *org, const char *bytes)
+{
+    PGconn *db = th_db_connect(db_url);
+    const char *p[] = {org, bytes};
+    free(th_db_value(db, "SELECT hm_usage_partition(now())::text", 0, NULL));
+    free(th_db_value(db,
+                     "INSERT INTO usage_minute (bucket, org_id, key_id, repo, method, status_class,"
+                     " requests, bytes) SELECT date_trunc('minute', now()), id, NULL, 'r' || $2, 'GET', 2,"
+                     " 1, $2::bigint FROM orgs WHERE slug = $1 RETURNING 'ok'",
+                     2, p));
+    PQfinish(db);
+}
+
+static void wait_accepted(int n)
+{
+    int64_t deadline = th_now_ms() + 20000;
+    for (;;) {
+        pthread_mutex_lock(&hook.lock);
+        int got = hook.accepted;
+        pthread_mutex_unlock(&hook.lock);
+        if (got >= n)
+            return;
+        cr_assert(th_now_ms() < deadline, "%d webhook deliveries accepted, wanted %d", got, n);
+        usleep(100 * 1000);
+    }
+}
+
+Test(admin, quota_webhooks_fire_once_per_threshold_signed_and_retried)
+{
+    int port = th_free_port();
+    struct MHD_Daemon *d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL,
+                                            NULL, hook_request, NULL, MHD_OPTION_END);
+    cr_assert(d != NULL);
+    json_decref(ok(201, "POST", "plans", "{\"name\":\"small\",\"monthly_bytes\":1000}"));
+    json_decref(ok(201, "POST", "orgs", "{\"slug\":\"alpha\",\"plan\":\"small\"}"));
+    fails(400, "invalid_value", "POST", "webhooks", "{\"url\":\"ftp://example.com/x\"}");
+    fails(400, "invalid_value", "POST", "webhooks",
+          "{\"url\":\"http://example.com/x\",\"thresholds\":[0]}");
+    fails(400, "invalid_value", "POST", "webhooks", "{\"thresholds\":[80]}");
+    fails(404, "not_found", "POST", "webhooks", "{\"org\":\"nobody\",\"url\":\"http://a.example/\"}");
+    char body[256];
+    snprintf(body, sizeof body, "{\"org\":\"alpha\",\"url\":\"http://127.0.0.1:%d/hook\"}", port);
+    json_t *doc = ok(201, "POST", "webhooks", body);
+    char secret[128], path[96], hook_path[64];
+    snprintf(secret, sizeof secret, "%s", json_string_value(json_object_get(doc, "secret")));
+    snprintf(hook_path, sizeof hook_path, "webhooks/%lld",
+             (long long)json_integer_value(json_object_get(doc, "id")));
+    snprintf(path, sizeof path, "%s/deliveries", hook_path);
+    json_decref(doc);
+    doc = ok(200, "GET", "webhooks", NULL);
+    char *listed = json_dumps(doc, 0);
+    cr_assert(strstr(listed, secret) == NULL, "the signing secret was listed");
+    free(listed);
+    json_decref(doc);
+
+    use_bytes("alpha", "850"); /* 85 %: crosses 80 */
+    wait_accepted(1);
+    use_bytes("alpha", "200"); /* 105 %: crosses 100 */
+    wait_accepted(2);
+    usleep(1500 * 1000); /* several more rounds: nothing is sent again */
+    pthread_mutex_lock(&hook.lock);
+    cr_assert_eq(hook.accepted, 2, "each threshold is delivered once");
+    cr_assert_eq(hook.calls, 3, "one failed attempt, then one delivery per threshold");
+    for (int i = 1; i < 3; i++) {
+        uint8_t mac[32];
+        char hex[65], want[96];
+        cm_hmac_sha256(secret, strlen(secret), hook.body[i], strlen(hook.body[i]), mac);
+        cm_hex(mac, 32, hex);
+        snprintf(want, sizeof want, "sha256=%s", hex);
+        cr_assert_str_eq(hook.signature[i], want, "the signature covers the body");
+        json_t *event = json_loads(hook.body[i], 0, NULL);
+        cr_assert_str_eq(json_string_value(json_object_get(event, "org")), "alpha");
+        cr_assert_eq(json_integer_value(json_object_get(event, "threshold_percent")),
+                     i == 1 ? 80 : 100);
+        json_decref(event);
+    }
+    cr_assert_str_eq(hook.body[0], hook.body[1], "the retry sends the same event");
+    pthread_mutex_unlock(&hook.lock);
+    doc = ok(200, "GET", path, NULL);
+    json_t *first = json_array_get(json_object_get(doc, "deliveries"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(first, "attempts")), 2);
+    cr_assert(json_is_true(json_object_get(first, "delivered")));
+    cr_assert_eq(json_array_size(json_object_get(doc, "deliveries")), 2);
+    json_decref(doc);
+    MHD_stop_daemon(d);
+    json_decref(ok(200, "DELETE", hook_path, NULL));
+    fails(404, "not_found", "DELETE", hook_path, NULL);
+    fails(404, "not_found", "GET", path, NULL);
 }
 
 /* ---- the same operations from the CLI ------------------------------------------------------- */
