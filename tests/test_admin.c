@@ -496,7 +496,10 @@ static enum MHD_Result hook_request(void *cls, struct MHD_Connection *c, const c
     pthread_mutex_lock(&hook.lock);
     int i = hook.calls % HOOK_MAX;
     if (*size != 0) {
-        strncat(hook.body[i], data, *size < 500 ? *size : 500);
+        size_t have = strlen(hook.body[i]), room = sizeof hook.body[i] - 1 - have;
+        size_t n = *size < room ? *size : room;
+        memcpy(hook.body[i] + have, data, n);
+        hook.body[i][have + n] = '\0';
         *size = 0;
         pthread_mutex_unlock(&hook.lock);
         return MHD_YES;
