@@ -400,6 +400,38 @@ Test(admin, keys_show_once_revoke_at_once_and_rotate_with_a_grace_period)
     cr_assert_eq(db_count("SELECT count(*) FROM audit_log WHERE action LIKE 'key.%'"), 4);
 }
 
+Test(admin, a_revocation_reaches_another_running_gateway_within_seconds)
+{
+    json_decref(ok(201, "POST", "orgs", "{\"slug\":\"alpha\"}"));
+    char key[128];
+    json_int_t id;
+    new_key("alpha", key, sizeof key, &id);
+    struct th_gateway other;
+    th_gateway_start(&other, env); /* same database, its own key cache */
+    char u[512], auth[200];
+    snprintf(u, sizeof u, "%s/acme/model/resolve/main/config.json", other.base);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+    struct th_response r;
+    th_http("GET", u, (const char *[]){auth, NULL}, &r);
+    cr_assert_eq(r.status, 200, "the other gateway knows (and caches) the key");
+    th_response_free(&r);
+    char path[64];
+    snprintf(path, sizeof path, "keys/%lld/revoke", (long long)id);
+    json_decref(ok(200, "POST", path, NULL));
+    int64_t start = th_now_ms();
+    for (;;) {
+        th_http("GET", u, (const char *[]){auth, NULL}, &r);
+        long st = r.status;
+        th_response_free(&r);
+        if (st == 401)
+            break;
+        cr_assert_eq(st, 200);
+        cr_assert(th_now_ms() - start < 12000, "still accepted 12 s after the revocation");
+        usleep(250 * 1000);
+    }
+    th_gateway_stop(&other);
+}
+
 /* Polls the admin usage of org until its month's bytes reach at least want. */
 static json_int_t usage_bytes(const char *org)
 {
