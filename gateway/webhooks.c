@@ -9,6 +9,7 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -121,6 +122,7 @@ struct gw_webhooks *gw_webhooks_start(struct gw *gw)
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
     if (pthread_create(&w->thread, NULL, run, w) != 0) {
+        fprintf(stderr, "hubmeter: cannot start the webhook sender thread\n");
         pthread_mutex_destroy(&w->lock);
         pthread_cond_destroy(&w->wake);
         free(w);
