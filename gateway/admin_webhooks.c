@@ -52,7 +52,7 @@ bool adm_webhooks(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *
     bool del = adm_route(a, "DELETE", "webhooks/*");
     bool deliveries = adm_route(a, "GET", "webhooks/*/deliveries");
     if (adm_route(a, "GET", "webhooks")) {
-        int rc = reg_webhook_list(a->db, &out, err, sizeof err);
+        int rc = reg_webhook_list(a->db, 0, &out, err, sizeof err);
         *r = rc == CM_OK ? adm_json(a, c, MHD_HTTP_OK, json_pack("{s:o}", "webhooks", out))
                          : adm_fail(a, c, rc, err, NULL);
     } else if (adm_route(a, "POST", "webhooks")) {
@@ -63,7 +63,8 @@ bool adm_webhooks(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *
             *r = adm_error(a, c, MHD_HTTP_NOT_FOUND, "not_found", "no such webhook");
             return true;
         }
-        int rc = del ? reg_webhook_delete(a->db, a->actor, (int64_t)id, &out, err, sizeof err)
+        int rc = del ? reg_webhook_delete(a->db, a->actor, 0, (int64_t)id, &out, err,
+                                        sizeof err)
                      : reg_webhook_deliveries(a->db, (int64_t)id, &out, err, sizeof err);
         *r = rc != CM_OK ? adm_fail(a, c, rc, err, NULL)
              : del       ? adm_json(a, c, MHD_HTTP_OK, out)

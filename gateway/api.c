@@ -71,6 +71,8 @@ static enum MHD_Result metrics(struct gw_req *req, struct MHD_Connection *c)
 enum MHD_Result gw_api(struct gw_req *req, struct MHD_Connection *c, const char *url)
 {
     bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+    if (strcmp(url, "/-/v1/webhooks") == 0 || strncmp(url, "/-/v1/webhooks/", 15) == 0)
+        return gw_org_webhooks(req, c, url);
     if (strcmp(url, "/-/healthz") == 0 || strcmp(url, "/-/readyz") == 0 ||
         strcmp(url, "/-/v1/usage") == 0 || strcmp(url, "/-/metrics") == 0 ||
         strcmp(url, "/-/v1/usage/export") == 0 || strcmp(url, "/-/v1/openapi.json") == 0) {
@@ -89,5 +91,6 @@ enum MHD_Result gw_api(struct gw_req *req, struct MHD_Connection *c, const char 
     }
     return gw_reply_error(req, c, MHD_HTTP_NOT_FOUND, "not_found",
                           "no such gateway endpoint (known: /-/healthz, /-/readyz, "
-                          "/-/metrics, /-/v1/usage, /-/v1/usage/export, /-/v1/openapi.json)");
+                          "/-/metrics, /-/v1/usage, /-/v1/usage/export, /-/v1/webhooks, "
+                          "/-/v1/openapi.json)");
 }

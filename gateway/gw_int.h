@@ -174,6 +174,8 @@ enum MHD_Result gw_usage_reply(struct gw_req *req, struct MHD_Connection *c, int
 /* Answers GET …/usage/export?month=YYYY-MM[&format=csv|json] for org_id. */
 enum MHD_Result gw_usage_export_reply(struct gw_req *req, struct MHD_Connection *c,
                                       int64_t org_id);
+/* /-/v1/webhooks[/{id}]: the key's org's quota webhooks (org_webhooks.c). */
+enum MHD_Result gw_org_webhooks(struct gw_req *req, struct MHD_Connection *c, const char *url);
 /* The OpenAPI document of the org API (gateway/openapi.json, embedded at build time). */
 extern const char gw_openapi_json[];
 

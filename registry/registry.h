@@ -193,9 +193,11 @@ int reg_admin_token_revoke(PGconn *db, const char *actor, const char *name, json
 int reg_webhook_create(PGconn *db, const char *actor, const char *org_slug, const char *url,
                        const int *thresholds, size_t n, char *secret, size_t secretlen,
                        json_t **out, char *err, size_t errlen);
-int reg_webhook_list(PGconn *db, json_t **out, char *err, size_t errlen);
-int reg_webhook_delete(PGconn *db, const char *actor, int64_t id, json_t **out, char *err,
-                       size_t errlen);
+/* Webhooks of org_id (0: every webhook, the operator's included). *out: new reference. */
+int reg_webhook_list(PGconn *db, int64_t org_id, json_t **out, char *err, size_t errlen);
+/* Deletes webhook id if it belongs to org_id (0: whoever's). CM_NOTFOUND otherwise. Audited. */
+int reg_webhook_delete(PGconn *db, const char *actor, int64_t org_id, int64_t id, json_t **out,
+                       char *err, size_t errlen);
 /* The events queued for webhook id, with their delivery state. CM_NOTFOUND if no webhook. */
 int reg_webhook_deliveries(PGconn *db, int64_t id, json_t **out, char *err, size_t errlen);
 

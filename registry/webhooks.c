@@ -96,26 +96,32 @@ int reg_webhook_create(PGconn *db, const char *actor, const char *org_slug, cons
     return rc;
 }
 
-int reg_webhook_list(PGconn *db, json_t **out, char *err, size_t errlen)
+int reg_webhook_list(PGconn *db, int64_t org_id, json_t **out, char *err, size_t errlen)
 {
+    char org[24];
+    cm_fmt(org, sizeof org, "%" PRId64, org_id);
+    const char *params[] = {org};
     return json_one(db,
                     "SELECT coalesce(json_agg(" HOOK_JSON " ORDER BY w.id), '[]')"
-                    " FROM webhooks w LEFT JOIN orgs o ON o.id = w.org_id",
-                    0, NULL, out, err, errlen);
+                    " FROM webhooks w LEFT JOIN orgs o ON o.id = w.org_id"
+                    " WHERE $1::bigint = 0 OR w.org_id = $1::bigint",
+                    1, params, out, err, errlen);
 }
 
-int reg_webhook_delete(PGconn *db, const char *actor, int64_t id, json_t **out, char *err,
-                       size_t errlen)
+int reg_webhook_delete(PGconn *db, const char *actor, int64_t org_id, int64_t id, json_t **out,
+                       char *err, size_t errlen)
 {
-    char idtext[24];
+    char idtext[24], org[24];
     cm_fmt(idtext, sizeof idtext, "%" PRId64, id);
-    const char *params[] = {idtext};
+    cm_fmt(org, sizeof org, "%" PRId64, org_id);
+    const char *params[] = {idtext, org};
     if (reg_begin(db, err, errlen) != CM_OK)
         return CM_ERR;
     int rc = json_one(db,
-                      "WITH w AS (DELETE FROM webhooks WHERE id = $1::bigint RETURNING *)"
+                      "WITH w AS (DELETE FROM webhooks WHERE id = $1::bigint AND ($2::bigint = 0"
+                      " OR org_id = $2::bigint) RETURNING *)"
                       " SELECT " HOOK_JSON " FROM w LEFT JOIN orgs o ON o.id = w.org_id",
-                      1, params, out, err, errlen);
+                      2, params, out, err, errlen);
     if (rc == CM_NOTFOUND)
         cm_fmt(err, errlen, "no webhook %" PRId64, id);
     if (rc == CM_OK) {

@@ -1,8 +1,9 @@
 /*
- * The org usage API through the real gateway: series in UTC and in a time zone, grouped
+ * The org API through the real gateway: usage series in UTC and in a time zone, grouped
  * breakdowns with order, limit and cursor pages, CSV that parses back to the JSON totals,
- * the monthly export, isolation between orgs, every bad parameter as a 400 with a stable
- * code, and the OpenAPI document checked against every documented operation's answers.
+ * the monthly export, the org's webhooks, isolation between orgs, every bad parameter as a
+ * 400 with a stable code, and the OpenAPI document checked against every documented
+ * operation's answers.
  * Usage rows are written to the real PostgreSQL before the gateway starts (the figures
  * are exact and known); the download path itself is covered by test_e2e.
  */
@@ -110,6 +111,27 @@ static json_t *get(const char *path_query, const char *auth, long *status)
     snprintf(u, sizeof u, "%s%s", gw.base, path_query);
     const char *h[] = {auth, NULL};
     return ac_call("GET", u, auth ? h : NULL, NULL, status);
+}
+
+static json_t *call(const char *method, const char *path_query, const char *auth, long *status)
+{
+    char u[1024];
+    snprintf(u, sizeof u, "%s%s", gw.base, path_query);
+    const char *h[] = {auth, NULL};
+    return ac_call(method, u, auth ? h : NULL, NULL, status);
+}
+
+#define HOOK_URL "url=http%3A%2F%2F127.0.0.1%3A9%2Fhook"
+
+/* A webhook of alpha's, for the operations that need one; its id. */
+static json_int_t alpha_webhook(void)
+{
+    long st;
+    json_t *doc = call("POST", "/-/v1/webhooks?" HOOK_URL, auth_a, &st);
+    cr_assert_eq(st, 201);
+    json_int_t id = json_integer_value(json_object_get(doc, "id"));
+    json_decref(doc);
+    return id;
 }
 
 static json_int_t num(const json_t *obj, const char *name)
@@ -300,6 +322,26 @@ Test(usage_api, an_org_sees_only_itself_and_anonymous_callers_get_401)
     ac_assert_error(doc, st, 400, "bad_parameter");
     doc = get("/-/v1/usage", NULL, &st);
     ac_assert_error(doc, st, 401, "authentication_required");
+    /* Webhooks: beta neither sees nor deletes alpha's. */
+    json_int_t hook = alpha_webhook();
+    doc = call("GET", "/-/v1/webhooks", auth_b, &st);
+    cr_assert_eq(st, 200);
+    cr_assert_eq(json_array_size(json_object_get(doc, "webhooks")), 0);
+    json_decref(doc);
+    char path[64];
+    snprintf(path, sizeof path, "/-/v1/webhooks/%lld", (long long)hook);
+    doc = call("DELETE", path, auth_b, &st);
+    ac_assert_error(doc, st, 404, "not_found");
+    doc = call("GET", "/-/v1/webhooks", auth_a, &st);
+    cr_assert_eq(json_array_size(json_object_get(doc, "webhooks")), 1);
+    char *listed = json_dumps(doc, 0);
+    cr_assert(listed != NULL && strstr(listed, "whsec_") == NULL, "a signing secret was listed");
+    free(listed);
+    json_decref(doc);
+    doc = call("DELETE", path, NULL, &st);
+    ac_assert_error(doc, st, 401, "authentication_required");
+    doc = call("PUT", "/-/v1/webhooks", auth_a, &st);
+    ac_assert_error(doc, st, 405, "method_not_allowed");
     doc = get("/-/v1/usage/export", NULL, &st);
     ac_assert_error(doc, st, 401, "authentication_required");
 }
@@ -350,27 +392,34 @@ Test(usage_api, every_bad_parameter_is_a_400_with_a_stable_code)
     PQfinish(db);
 }
 
-/* The request that produces status for an operation of the document; NULL if none. */
-static const char *recipe(const char *path, const char *status, const char **auth)
+/* The request (into out) that makes operation method path answer status; false if none. */
+static bool recipe(const char *path, const char *method, const char *status, const char **auth,
+                   char *out, size_t len)
 {
-    *auth = auth_a;
-    if (strcmp(status, "401") == 0) {
-        *auth = NULL;
-        return path;
+    bool ok200 = status[0] == '2';
+    *auth = strcmp(status, "401") == 0 ? NULL : strcmp(status, "403") == 0 ? auth_b : auth_a;
+    if (strcmp(path, "/-/v1/webhooks/{id}") == 0 && strcmp(method, "delete") == 0) {
+        json_int_t id = ok200 ? alpha_webhook() : 999999;
+        snprintf(out, len, "/-/v1/webhooks/%lld", (long long)id);
+        return true;
     }
-    if (strcmp(status, "403") == 0) {
-        *auth = auth_b; /* beta is suspended by the test first */
-        return path;
+    if (*auth != auth_a || strcmp(path, "/-/v1/openapi.json") == 0) { /* 401, 403 */
+        snprintf(out, len, "%s", path);
+        return ok200 || strcmp(path, "/-/v1/openapi.json") != 0;
     }
+    const char *q = NULL;
     if (strcmp(path, "/-/v1/usage") == 0)
-        return strcmp(status, "200") == 0 ? "/-/v1/usage?" OCT "&group_by=repo,key,status"
-                                          : "/-/v1/usage?from=never";
-    if (strcmp(path, "/-/v1/usage/export") == 0)
-        return strcmp(status, "200") == 0 ? "/-/v1/usage/export?month=2026-10&format=json"
-                                          : "/-/v1/usage/export?month=never";
-    if (strcmp(path, "/-/v1/openapi.json") == 0 && strcmp(status, "200") == 0)
-        return path;
-    return NULL;
+        q = ok200 ? "/-/v1/usage?" OCT "&group_by=repo,key,status" : "/-/v1/usage?from=never";
+    else if (strcmp(path, "/-/v1/usage/export") == 0)
+        q = ok200 ? "/-/v1/usage/export?month=2026-10&format=json"
+                  : "/-/v1/usage/export?month=never";
+    else if (strcmp(path, "/-/v1/webhooks") == 0 && strcmp(method, "get") == 0)
+        q = "/-/v1/webhooks";
+    else if (strcmp(path, "/-/v1/webhooks") == 0)
+        q = ok200 ? "/-/v1/webhooks?" HOOK_URL : "/-/v1/webhooks?url=ftp%3A%2F%2Fexample.com";
+    if (q != NULL)
+        snprintf(out, len, "%s", q);
+    return q != NULL;
 }
 
 Test(usage_api, every_documented_operation_answers_as_its_schema_says)
@@ -391,7 +440,11 @@ Test(usage_api, every_documented_operation_answers_as_its_schema_says)
         const char *method;
         json_t *op;
         json_object_foreach(item, method, op) {
-            cr_assert_str_eq(method, "get", "%s: only GET operations are documented", path);
+            char upper[16];
+            size_t m = 0;
+            for (; method[m] && m < sizeof upper - 1; m++)
+                upper[m] = (char)(method[m] - 'a' + 'A');
+            upper[m] = '\0';
             const char *status;
             json_t *resp;
             json_object_foreach(json_object_get(op, "responses"), status, resp) {
@@ -400,10 +453,11 @@ Test(usage_api, every_documented_operation_answers_as_its_schema_says)
                 const json_t *schema = json_object_get(
                     json_object_get(json_object_get(r, "content"), "application/json"), "schema");
                 const char *auth;
-                const char *q = recipe(path, status, &auth);
-                cr_assert(q != NULL, "%s %s: documented, but the test cannot produce it", path,
+                char q[512];
+                cr_assert(recipe(path, method, status, &auth, q, sizeof q),
+                          "%s %s %s: documented, but the test cannot produce it", method, path,
                           status);
-                json_t *doc = get(q, auth, &st);
+                json_t *doc = call(upper, q, auth, &st);
                 cr_assert_eq(st, strtol(status, NULL, 10), "%s: %ld", q, st);
                 cr_assert(schema != NULL, "%s %s documents no JSON schema", path, status);
                 char *bad = ac_schema_check(spec, schema, doc, "$");
@@ -413,7 +467,7 @@ Test(usage_api, every_documented_operation_answers_as_its_schema_says)
             }
         }
     }
-    cr_assert_geq(checked, 9, "operations x statuses checked: %d", checked);
+    cr_assert_eq(checked, 20, "operations x statuses checked: %d", checked);
     /* The checker itself catches a wrong document. */
     json_t *wrong = json_pack("{s:s}", "org", "alpha");
     char *bad = ac_schema_check(spec, ac_ref(spec, "#/components/schemas/Usage"), wrong, "$");
