@@ -57,41 +57,21 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- The usage rows of org o: its keyed traffic, and anonymous traffic from networks whose
--- most specific mapped range belongs to it (applied at read time, so retroactive). The org
--- filter sits inside each branch so that the (org_id, bucket) indexes serve it; anonymous
--- rows are read only when the org has ranges at all.
+-- most specific mapped range belongs to it (applied at read time, so retroactive). The
+-- org's rows come through the (org_id, bucket) indexes; anonymous rows are read only when
+-- the org has ranges at all (a one-time filter), and only those inside one of its ranges
+-- are resolved with hm_network_org.
 CREATE FUNCTION hm_usage_org(o bigint, lo timestamptz, hi timestamptz, by_minute boolean)
 RETURNS TABLE (bucket timestamptz, org_id bigint, key_id bigint, network cidr, repo text,
                status_class smallint, refused boolean, requests bigint, bytes bigint)
 LANGUAGE sql STABLE AS $$
-    SELECT u.* FROM (
-        SELECT m.bucket, m.org_id, m.key_id, m.network, m.repo, m.status_class,
-               m.refused_by <> '' AS refused, m.requests, m.bytes
-          FROM usage_minute m
-         WHERE m.bucket >= lo AND m.bucket < hi
-           AND (m.org_id = o OR (m.org_id IS NULL
-                AND EXISTS (SELECT 1 FROM org_networks n WHERE n.org_id = o)))
-           AND (by_minute
-                OR m.bucket >= coalesce((SELECT hour FROM rollup_cursor), '-infinity')
-                OR date_trunc('hour', m.bucket) IN (SELECT hour FROM rollup_dirty))
-        UNION ALL
-        SELECT h.bucket, h.org_id, h.key_id, h.network, h.repo, h.status_class,
-               h.refused_by <> '', h.requests, h.bytes
-          FROM usage_hourly h
-         WHERE h.bucket >= lo AND h.bucket < hi AND NOT by_minute
-           AND (h.org_id = o OR (h.org_id IS NULL
-                AND EXISTS (SELECT 1 FROM org_networks n WHERE n.org_id = o)))
-           AND h.bucket < coalesce((SELECT hour FROM rollup_cursor), '-infinity')
-           AND h.bucket NOT IN (SELECT hour FROM rollup_dirty)
-        UNION ALL
-        SELECT a.bucket, a.org_id, a.key_id, a.network, a.repo, a.status_class, false,
-               a.requests, a.bytes
-          FROM usage_adjustments a
-         WHERE a.bucket >= lo AND a.bucket < hi
-           AND (a.org_id = o OR (a.org_id IS NULL
-                AND EXISTS (SELECT 1 FROM org_networks n WHERE n.org_id = o)))
-    ) u
-    WHERE u.org_id = o OR hm_network_org(u.network) = o
+    SELECT u.* FROM hm_usage_rows(lo, hi, by_minute) u WHERE u.org_id = o
+    UNION ALL
+    SELECT u.* FROM hm_usage_rows(lo, hi, by_minute) u
+     WHERE u.org_id IS NULL AND u.network IS NOT NULL
+       AND EXISTS (SELECT 1 FROM org_networks n WHERE n.org_id = o)
+       AND u.network <<= ANY (ARRAY(SELECT n.network FROM org_networks n WHERE n.org_id = o))
+       AND hm_network_org(u.network) = o
 $$;
 
 -- Quota notifications: a webhook (an org's, or the operator's when org_id is NULL, called
