@@ -17,11 +17,13 @@ CFLAGS_SAN := $(BASE) -O1 $(SAN) $(CFLAGS)
 MODULES := common registry meter billing gateway main
 SRC     := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_SRC := $(filter-out main/main.c,$(SRC))
-GEN_SRC := build/gen/embedded_sql.c
+GEN_SRC := build/gen/embedded_sql.c build/gen/openapi_json.c
 SQL     := $(sort $(wildcard sql/*.sql))
 
-REL_OBJ := $(patsubst %.c,build/rel/%.o,$(SRC)) build/rel/gen/embedded_sql.o
-SAN_LIB := $(patsubst %.c,build/san/%.o,$(LIB_SRC)) build/san/gen/embedded_sql.o
+REL_OBJ := $(patsubst %.c,build/rel/%.o,$(SRC)) build/rel/gen/embedded_sql.o \
+           build/rel/gen/openapi_json.o
+SAN_LIB := $(patsubst %.c,build/san/%.o,$(LIB_SRC)) build/san/gen/embedded_sql.o \
+           build/san/gen/openapi_json.o
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_SUP := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 TEST_BIN := $(patsubst tests/%.c,build/san/tests/%,$(TEST_SRC))
@@ -54,9 +56,14 @@ build/san/gen/%.o: build/gen/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_SAN) -c -o $@ $<
 
-$(GEN_SRC): $(SQL) scripts/embed-sql.sh
+build/gen/embedded_sql.c: $(SQL) scripts/embed-sql.sh
 	@mkdir -p $(@D)
 	sh scripts/embed-sql.sh $(SQL) > $@.tmp && mv $@.tmp $@
+
+# The org API's OpenAPI document, served at /-/v1/openapi.json.
+build/gen/openapi_json.c: gateway/openapi.json scripts/embed-text.sh
+	@mkdir -p $(@D)
+	sh scripts/embed-text.sh gw_openapi_json gateway/openapi.json > $@.tmp && mv $@.tmp $@
 
 build/san/tests/%: tests/%.c $(TEST_SUP_OBJ) $(SAN_LIB)
 	@mkdir -p $(@D)

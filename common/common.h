@@ -78,6 +78,7 @@ struct hm_config {
     bool quotas;      /* plans are enforced (off: requests are metered only) */
     unsigned redis_timeout_ms;  /* each quota call waits at most this for Redis */
     char anonymous_plan[64];    /* the plan of anonymous traffic, per client network */
+    unsigned webhook_interval_ms; /* how often quota webhooks are looked for and sent */
 };
 
 /* What a subcommand needs; cm_config_require() names the first missing key. */
@@ -110,6 +111,9 @@ int64_t cm_month_next(int64_t month_start);
 int cm_random(void *buf, size_t n);
 void cm_sha256(const void *data, size_t len, uint8_t out[32]);
 uint32_t cm_crc32(const void *data, size_t len);
+/* HMAC-SHA256 of data under key into out. */
+void cm_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                    uint8_t out[32]);
 /* Lower-case hex of n bytes into out (2n+1 bytes). */
 void cm_hex(const uint8_t *in, size_t n, char *out);
 

@@ -70,6 +70,7 @@ static const struct opt options[] = {
     {"HUBMETER_REDIS_TIMEOUT_MS", OPT_UINT, F(redis_timeout_ms), 1, 10000, false},
     {"HUBMETER_ANONYMOUS_PLAN", OPT_STRING, F(anonymous_plan), 0, 0, false},
     {"HUBMETER_FLUSH_CLAIM_IDLE_MS", OPT_UINT, F(flush_claim_idle_ms), 100, 86400000, false},
+    {"HUBMETER_WEBHOOK_INTERVAL_MS", OPT_UINT, F(webhook_interval_ms), 100, 3600000, false},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -108,6 +109,7 @@ static void set_defaults(struct hm_config *cfg)
             "/{ns}/{repo}/raw/*,/{ns}/{repo}/blob/*");
     cfg->ship_interval_ms = 1000;
     cfg->flush_claim_idle_ms = 60000;
+    cfg->webhook_interval_ms = 10000;
     cfg->journal_max_bytes = 1ull << 30;
     cfg->month_close_grace_h = 72;
     cfg->minute_retention_days = 90;

@@ -1,12 +1,15 @@
 /*
- * Bytes: randomness from getrandom(2), SHA-256 from OpenSSL's libcrypto, CRC-32 (for
- * key checksums), hex encoding and strict number parsing. No secrets are kept here.
+ * Bytes: randomness from getrandom(2), SHA-256 and HMAC-SHA256 from OpenSSL's libcrypto,
+ * CRC-32 (for key checksums), hex encoding and strict number parsing. No secrets are
+ * kept here.
  */
 #include "common/common.h"
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 
 int cm_random(void *buf, size_t n)
@@ -64,4 +67,12 @@ int cm_parse_u64(const char *s, uint64_t *out)
         return CM_INVALID;
     *out = v;
     return CM_OK;
+}
+
+void cm_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+                    uint8_t out[32])
+{
+    unsigned n = 32;
+    if (HMAC(EVP_sha256(), key, (int)keylen, data, len, out, &n) == NULL)
+        memset(out, 0, 32);
 }

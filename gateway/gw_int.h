@@ -19,6 +19,8 @@
 struct gw_idcache;
 struct gw_watchdog;
 struct gw_plans;
+struct gw_admin;
+struct gw_webhooks;
 
 #define GW_LATENCY_BUCKETS 11
 
@@ -46,6 +48,8 @@ struct gw {
     char upstream_root[PATH_MAX]; /* realpath of a file:// upstream's directory */
     struct gw_metrics metrics;
     struct gw_watchdog *watchdog;
+    struct gw_admin *admin; /* the admin API's listener (admin.c) */
+    struct gw_webhooks *webhooks; /* the quota webhook sender (webhooks.c) */
     _Atomic bool stopping; /* set at shutdown: waits for upstream data give up */
 };
 
@@ -194,5 +198,29 @@ void gw_quota_end(struct gw_req *req, unsigned status);
 
 /* ---- the gateway's own endpoints (api.c) ------------------------------------------------------ */
 enum MHD_Result gw_api(struct gw_req *req, struct MHD_Connection *c, const char *url);
+
+/* ---- usage answers shared by the org and admin APIs (usage_api.c) ------------------------------- */
+/* Answers GET …/usage for org_id from the query string (JSON, or CSV when asked). */
+enum MHD_Result gw_usage_reply(struct gw_req *req, struct MHD_Connection *c, int64_t org_id,
+                               const char *org_slug);
+/* Answers GET …/usage/export?month=YYYY-MM[&format=csv|json] for org_id. */
+enum MHD_Result gw_usage_export_reply(struct gw_req *req, struct MHD_Connection *c,
+                                      int64_t org_id);
+/* /-/v1/webhooks[/{id}]: the key's org's quota webhooks (org_webhooks.c). */
+enum MHD_Result gw_org_webhooks(struct gw_req *req, struct MHD_Connection *c, const char *url);
+/* The OpenAPI document of the org API (gateway/openapi.json, embedded at build time). */
+extern const char gw_openapi_json[];
+
+/* ---- the admin API (admin.c) -------------------------------------------------------------------- */
+/* Starts the admin listener on cfg's admin address (bootstrapping HUBMETER_ADMIN_TOKEN).
+ * NULL (message on stderr) when it cannot listen. */
+struct gw_admin *gw_admin_start(struct gw *gw);
+/* Stops the listener and waits for its requests; no-op for NULL. */
+void gw_admin_stop(struct gw_admin *admin);
+
+/* ---- quota webhooks (webhooks.c) ------------------------------------------------------------ */
+/* Starts the sender thread; NULL when it cannot. Stop (and free) with gw_webhooks_stop. */
+struct gw_webhooks *gw_webhooks_start(struct gw *gw);
+void gw_webhooks_stop(struct gw_webhooks *w);
 
 #endif

@@ -392,6 +392,10 @@ int gw_serve(const struct hm_config *cfg)
         fprintf(stderr, "hubmeter: cannot start the slow-client watchdog\n");
         goto fail;
     }
+    gw.admin = gw_admin_start(&gw); /* before the public listener: healthy means both */
+    gw.webhooks = gw.admin ? gw_webhooks_start(&gw) : NULL;
+    if (gw.admin == NULL || gw.webhooks == NULL)
+        goto fail;
     gw.daemon = start_daemon(&gw);
     if (gw.daemon == NULL) {
         fprintf(stderr, "hubmeter: cannot listen on %s:%u (in use, or not allowed)\n",
@@ -405,6 +409,8 @@ int gw_serve(const struct hm_config *cfg)
     rc = 0;
 fail:
     atomic_store(&gw.stopping, true);
+    gw_webhooks_stop(gw.webhooks);
+    gw_admin_stop(gw.admin);
     if (gw.daemon != NULL)
         MHD_stop_daemon(gw.daemon); /* closes what is left, waits for every thread */
     gw_watchdog_free(gw.watchdog);

@@ -17,6 +17,7 @@ int cli_keys(const struct hm_config *cfg, int argc, char **argv);
 int cli_usage(const struct hm_config *cfg, int argc, char **argv);
 int cli_quota(const struct hm_config *cfg, int argc, char **argv);
 int cli_report(const struct hm_config *cfg, int argc, char **argv);
+int cli_networks(const struct hm_config *cfg, int argc, char **argv);
 
 /* Shared helpers (cli_util.c). */
 /* Connects to PostgreSQL for a CLI command; prints the reason and returns NULL on failure. */
@@ -27,6 +28,8 @@ bool cli_opt(int argc, char **argv, int *i, const char *name, const char **value
 int cli_int(const char *name, const char *value, int64_t *out);
 /* Prints doc (stolen reference) as indented JSON on stdout. */
 void cli_print_json(json_t *doc);
+/* The audit log's "who" for changes made from the CLI: "cli:<login name>". Static. */
+const char *cli_actor(void);
 /* Maps a registry return code to an exit code, printing err. */
 int cli_fail(int rc, const char *err);
 

@@ -58,3 +58,13 @@ void cli_print_json(json_t *doc)
     free(s);
     json_decref(doc);
 }
+
+const char *cli_actor(void)
+{
+    static char actor[80];
+    const char *user = getenv("USER");
+    if (user == NULL || user[0] == '\0' || strlen(user) > 64)
+        user = "unknown";
+    cm_fmt(actor, sizeof actor, "cli:%s", user);
+    return actor;
+}

@@ -20,13 +20,13 @@ static const char USAGE[] =
     "  serve [--check-config]  run the gateway (and the flusher, unless HUBMETER_FLUSHER=off)\n"
     "  flush                   run the flusher alone (usage stream -> PostgreSQL)\n"
     "  migrate                 apply the SQL migrations (idempotent)\n"
-    "  plans create|list|show  manage plans\n"
-    "  orgs create|list|show   manage organisations\n"
-    "  keys create|list|revoke manage API keys\n"
-    "  usage reconcile         check PostgreSQL's usage against its applied batches\n"
-    "  quota show ORG          an org's quota state (limits, remaining, month, events)\n"
-    "  report funding          funding-ask report for a month (table, JSON, CSV, HTML)\n"
-    "\n"
+    "  plans create|list|show|update|delete        manage plans\n"
+    "  orgs create|list|show|update|suspend|resume manage organisations\n"
+    "  keys create|list|revoke|rotate              manage API keys\n"
+    "  networks add|list|remove                    map CIDR ranges to organisations\n"
+    "  usage show|top|export|adjust|reconcile      usage of an org, top consumers, checks\n"
+    "  quota show ORG                              an org's quota state (limits, remaining, month)\n"
+    "  report funding                              funding-ask report for a month\n"    "\n"
     "Configuration comes from HUBMETER_* environment variables (see README.md); --config\n"
     "FILE adds KEY=value lines, which the environment overrides. COMMAND --help for more.\n";
 
@@ -147,6 +147,8 @@ int main(int argc, char **argv)
         return cli_orgs(&cfg, sub_argc, sub_argv);
     if (strcmp(cmd, "keys") == 0)
         return cli_keys(&cfg, sub_argc, sub_argv);
+    if (strcmp(cmd, "networks") == 0)
+        return cli_networks(&cfg, sub_argc, sub_argv);
     if (strcmp(cmd, "usage") == 0)
         return cli_usage(&cfg, sub_argc, sub_argv);
     if (strcmp(cmd, "quota") == 0)

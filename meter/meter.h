@@ -56,17 +56,43 @@ int meter_flusher_step(struct meter_flusher *f, unsigned block_ms, int *applied,
 int meter_flusher_start(struct meter_flusher *f);
 void meter_flusher_free(struct meter_flusher *f);
 
-/* ---- usage queries (meter/usage_query.c) ----------------------------------------------------- */
+/* ---- usage queries (meter/usage_query.c, meter/usage_groups.c) -------------------------------- */
+/* Which dimensions grouped usage is broken down by (group_by=repo,key,status). */
+enum meter_group { METER_GROUP_REPO = 1 << 0, METER_GROUP_KEY = 1 << 1, METER_GROUP_STATUS = 1 << 2 };
+#define METER_GROUPS_MAX_PAGE 1000
+
 struct meter_usage_query {
     int64_t org_id;
     int64_t from, to;       /* unix seconds, from inclusive, to exclusive, aligned */
     char granularity[8];    /* minute | hour | day | month */
     unsigned minute_retention_days; /* minute series reach back this far (0: no limit) */
+    char tz[64];            /* IANA zone whose days and months bucket the series ("" = UTC) */
+    unsigned group;         /* meter_group bits; 0: no "groups" in the answer */
+    char order_by[16];      /* bytes | requests | refused (groups' order; "" = bytes) */
+    bool order_asc;         /* default descending (order_by=-bytes) */
+    unsigned limit;         /* groups per page, 1..METER_GROUPS_MAX_PAGE (0 = 100) */
+    uint64_t offset;        /* groups already returned (decoded from the cursor) */
 };
-/* Validates q (CM_INVALID + err for a bad range or granularity) and answers the usage
- * document of DESIGN.md (without "org"). *out is a new reference the caller decrefs. */
+/* Validates q (CM_INVALID + err for a bad range or granularity, CM_NOTFOUND for an unknown
+ * time zone) and answers the
+ * usage document of DESIGN.md (without "org"): from, to, granularity, tz, complete_until,
+ * totals, series; with q->group also "groups" (one page, ordered) and "next_cursor".
+ * The org's usage includes anonymous traffic of its CIDR ranges (hm_usage_org).
+ * *out is a new reference the caller decrefs. */
 int meter_usage_query(PGconn *db, const struct meter_usage_query *q, json_t **out, char *err,
                       size_t errlen);
+/* Encodes / decodes the opaque cursor of a groups page. CM_INVALID for a bad cursor. */
+void meter_cursor_encode(uint64_t offset, char *out, size_t len);
+int meter_cursor_decode(const char *cursor, uint64_t *offset);
+/* The monthly export of org: one object per hour x key x repository with requests, bytes,
+ * refused (429s) and clients (distinct client addresses of that hour and key), for the
+ * UTC month starting at month_start. *out: new reference, an array ordered by hour. */
+int meter_usage_export(PGconn *db, int64_t org_id, int64_t month_start, json_t **out,
+                       char *err, size_t errlen);
+/* The orgs that used the most bytes in [from, to) (anonymous traffic attributed through
+ * CIDR ranges), at most limit: [{org, name, class, bytes, requests, refused}]. */
+int meter_usage_top(PGconn *db, int64_t from, int64_t to, unsigned limit, json_t **out,
+                    char *err, size_t errlen);
 /* A correction: signed bytes and requests for an org at a time, with a reason and an
  * author. Every total includes adjustments; history is never rewritten. */
 struct meter_adjustment {

@@ -1,9 +1,12 @@
 /*
  * Usage queries for the org API: a dense time series of requests, bytes and refusals per
- * bucket over [from, to), the totals, and the pipeline watermark (complete_until).
- * Reads PostgreSQL only; ranges are validated here so every caller gets the same rules.
+ * bucket over [from, to) (day and month buckets in a time zone, PostgreSQL doing the
+ * zone arithmetic), the totals, and the pipeline watermark (complete_until). Reads
+ * PostgreSQL only; ranges are validated here so every caller gets the same rules.
+ * Grouped breakdowns live in usage_groups.c.
  */
 #include "meter/meter.h"
+#include "meter/usage_int.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -22,19 +25,55 @@ static int64_t bucket_seconds(const char *g)
     return strcmp(g, "month") == 0 ? -1 : 0;
 }
 
+/* Characters of IANA zone names ("America/Argentina/Buenos_Aires", "Etc/GMT+5"). */
+static bool plausible_zone(const char *tz)
+{
+    size_t n = strlen(tz);
+    return n > 0 && n < 64 &&
+           strspn(tz, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+-/") == n;
+}
+
+/* PostgreSQL's side of validation: the zone exists, and from/to start buckets there. */
+static int validate_in_db(PGconn *db, const struct meter_usage_query *q, const char *tz,
+                          char *err, size_t errlen)
+{
+    char from[24], to[24];
+    cm_fmt(from, sizeof from, "%" PRId64, q->from);
+    cm_fmt(to, sizeof to, "%" PRId64, q->to);
+    const char *params[] = {tz, from, to, q->granularity};
+    PGresult *res = PQexecParams(db,
+                                 "SELECT z, z AND date_trunc($4, to_timestamp($2::bigint), $1)"
+                                 " = to_timestamp($2::bigint) AND date_trunc($4,"
+                                 " to_timestamp($3::bigint), $1) = to_timestamp($3::bigint)"
+                                 " FROM (SELECT $1 = 'UTC' OR EXISTS (SELECT 1 FROM"
+                                 " pg_timezone_names WHERE name = $1) AS z) t",
+                                 4, NULL, params, NULL, NULL, 0);
+    int rc = CM_OK;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        cm_pg_error(db, res, err, errlen);
+        rc = CM_ERR;
+    } else if (PQgetvalue(res, 0, 0)[0] != 't') {
+        cm_fmt(err, errlen, "tz must be an IANA time zone name such as Europe/Paris");
+        rc = CM_NOTFOUND;
+    } else if (PQgetvalue(res, 0, 1)[0] != 't') {
+        cm_fmt(err, errlen, "from and to must be aligned to the granularity (%s) in time zone %s",
+               q->granularity, tz);
+        rc = CM_INVALID;
+    }
+    PQclear(res);
+    return rc;
+}
+
 static int validate(const struct meter_usage_query *q, char *err, size_t errlen)
 {
+    if (q->tz[0] != '\0' && !plausible_zone(q->tz))
+        return cm_fmt(err, errlen, "tz must be an IANA time zone name such as Europe/Paris"),
+               CM_NOTFOUND;
     int64_t step = bucket_seconds(q->granularity);
     if (step == 0)
         return cm_fmt(err, errlen, "granularity must be minute, hour, day or month"), CM_INVALID;
     if (q->from >= q->to)
         return cm_fmt(err, errlen, "from must be before to"), CM_INVALID;
-    if (step > 0 && (q->from % step != 0 || q->to % step != 0))
-        return cm_fmt(err, errlen, "from and to must be aligned to the granularity (%s)",
-                      q->granularity), CM_INVALID;
-    if (step < 0 && (cm_month_start(q->from) != q->from || cm_month_start(q->to) != q->to))
-        return cm_fmt(err, errlen, "from and to must be month starts for granularity month"),
-               CM_INVALID;
     int64_t oldest = cm_now_us() / 1000000 - (int64_t)q->minute_retention_days * 86400;
     if (step == 60 && q->minute_retention_days > 0 && q->from < oldest)
         return cm_fmt(err, errlen, "minute data is kept for %u days: use granularity hour or "
@@ -67,26 +106,18 @@ int meter_complete_until(PGconn *db, int64_t *unix_s, char *err, size_t errlen)
     return CM_OK;
 }
 
+/* Minute and hour buckets are instants; day and month buckets are local calendar ones,
+ * generated in local time and converted back (days of 23 or 25 hours included). */
 static const char SERIES_SQL[] =
     "WITH s AS (SELECT g AS start FROM generate_series(to_timestamp($2::bigint),"
-    " to_timestamp($3::bigint) - interval '1 microsecond', ('1 ' || $4)::interval) g),"
-    /* Hours rolled up (and not touched since) are read from usage_hourly, the rest by
-     * minute: exact either way, and minute partitions past retention are not needed. */
-    " c AS (SELECT CASE WHEN $4 = 'minute' THEN '-infinity'::timestamptz"
-    " ELSE coalesce((SELECT hour FROM rollup_cursor), '-infinity') END AS hour),"
-    " rows AS (SELECT bucket, requests, bytes, refused_by <> '' AS refused FROM usage_minute"
-    " WHERE org_id = $1::bigint AND bucket >= to_timestamp($2::bigint)"
-    " AND bucket < to_timestamp($3::bigint) AND (bucket >= (SELECT hour FROM c)"
-    " OR date_trunc('hour', bucket) IN (SELECT hour FROM rollup_dirty))"
-    " UNION ALL SELECT bucket, requests, bytes, refused_by <> '' FROM usage_hourly"
-    " WHERE org_id = $1::bigint AND bucket >= to_timestamp($2::bigint)"
-    " AND bucket < to_timestamp($3::bigint) AND bucket < (SELECT hour FROM c)"
-    " AND bucket NOT IN (SELECT hour FROM rollup_dirty)"
-    " UNION ALL SELECT bucket, requests, bytes, false FROM usage_adjustments"
-    " WHERE org_id = $1::bigint AND bucket >= to_timestamp($2::bigint)"
-    " AND bucket < to_timestamp($3::bigint)),"
-    " u AS (SELECT date_trunc($4, bucket) AS start, sum(requests) AS r, sum(bytes) AS b,"
-    " sum(requests) FILTER (WHERE refused) AS x FROM rows GROUP BY 1)"
+    " to_timestamp($3::bigint) - interval '1 microsecond', ('1 ' || $4)::interval) g"
+    " WHERE $4 IN ('minute', 'hour')"
+    " UNION ALL SELECT g AT TIME ZONE $5 FROM generate_series(to_timestamp($2::bigint) AT TIME"
+    " ZONE $5, (to_timestamp($3::bigint) AT TIME ZONE $5) - interval '1 microsecond',"
+    " ('1 ' || $4)::interval) g WHERE $4 IN ('day', 'month')),"
+    " u AS (SELECT date_trunc($4, bucket, $5) AS start, sum(requests) AS r, sum(bytes) AS b,"
+    " sum(requests) FILTER (WHERE refused) AS x FROM hm_usage_org($1::bigint,"
+    " to_timestamp($2::bigint), to_timestamp($3::bigint), $4 = 'minute') GROUP BY 1)"
     " SELECT extract(epoch FROM s.start)::bigint, coalesce(u.r, 0), coalesce(u.b, 0),"
     " coalesce(u.x, 0) FROM s LEFT JOIN u USING (start) ORDER BY 1";
 
@@ -111,15 +142,17 @@ int meter_usage_query(PGconn *db, const struct meter_usage_query *q, json_t **ou
 {
     *out = NULL;
     int rc = validate(q, err, errlen);
+    const char *tz = q->tz[0] ? q->tz : "UTC";
+    if (rc == CM_OK)
+        rc = validate_in_db(db, q, tz, err, errlen);
     if (rc != CM_OK)
         return rc;
     char org[24], from[24], to[24];
     cm_fmt(org, sizeof org, "%" PRId64, q->org_id);
     cm_fmt(from, sizeof from, "%" PRId64, q->from);
     cm_fmt(to, sizeof to, "%" PRId64, q->to);
-    const char *params[] = {org, from, to, q->granularity};
-    /* The session runs in UTC (cm_pg_connect), so day and month buckets are UTC. */
-    PGresult *res = PQexecParams(db, SERIES_SQL, 4, NULL, params, NULL, NULL, 0);
+    const char *params[] = {org, from, to, q->granularity, tz};
+    PGresult *res = PQexecParams(db, SERIES_SQL, 5, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         cm_pg_error(db, res, err, errlen);
         PQclear(res);
@@ -142,13 +175,19 @@ int meter_usage_query(PGconn *db, const struct meter_usage_query *q, json_t **ou
     cm_time_format(q->from, f, sizeof f);
     cm_time_format(q->to, t, sizeof t);
     cm_time_format(complete, c, sizeof c);
-    *out = series ? json_pack("{s:s, s:s, s:s, s:s, s:{s:I, s:I, s:I}, s:o}", "from", f, "to", t,
-                              "granularity", q->granularity, "complete_until", c, "totals",
-                              "bytes", (json_int_t)totals[1], "requests", (json_int_t)totals[0],
-                              "refused", (json_int_t)totals[2], "series", series)
+    *out = series ? json_pack("{s:s, s:s, s:s, s:s, s:s, s:{s:I, s:I, s:I}, s:o}", "from", f,
+                              "to", t, "granularity", q->granularity, "tz", tz, "complete_until",
+                              c, "totals", "bytes", (json_int_t)totals[1], "requests",
+                              (json_int_t)totals[0], "refused", (json_int_t)totals[2], "series",
+                              series)
                   : NULL;
     if (*out == NULL)
         return cm_fmt(err, errlen, "out of memory"), CM_ERR;
+    if (q->group != 0 && (rc = meter_usage_groups(db, q, *out, err, errlen)) != CM_OK) {
+        json_decref(*out);
+        *out = NULL;
+        return rc;
+    }
     return CM_OK;
 }
 

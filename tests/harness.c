@@ -200,15 +200,22 @@ void th_gateway_start(struct th_gateway *g, const char *const *env)
     g->port = th_free_port();
     snprintf(g->base, sizeof g->base, "http://127.0.0.1:%d", g->port);
     snprintf(g->log, sizeof g->log, "/tmp/hm-gateway-%d-%d.log", (int)getpid(), g->port);
-    char listen[64], journal[128];
+    char listen[64], journal[128], admin[64];
     snprintf(listen, sizeof listen, "HUBMETER_LISTEN=127.0.0.1:%d", g->port);
     const char *extra[40] = {listen, "HUBMETER_SHIP_INTERVAL_MS=200"};
     size_t n = 2;
-    bool own_journal = false;
-    for (size_t i = 0; env != NULL && env[i] != NULL && n < 38; i++) {
+    bool own_journal = false, own_admin = false;
+    for (size_t i = 0; env != NULL && env[i] != NULL && n < 37; i++) {
         own_journal |= strncmp(env[i], "HUBMETER_JOURNAL_DIR=", 21) == 0;
+        own_admin |= strncmp(env[i], "HUBMETER_ADMIN_LISTEN=", 22) == 0;
         extra[n++] = env[i];
     }
+    if (!own_admin) { /* each gateway its own admin port: several run at once */
+        g->admin_port = th_free_port();
+        snprintf(admin, sizeof admin, "HUBMETER_ADMIN_LISTEN=127.0.0.1:%d", g->admin_port);
+        extra[n++] = admin;
+    }
+    snprintf(g->admin_base, sizeof g->admin_base, "http://127.0.0.1:%d", g->admin_port);
     if (!own_journal) { /* each gateway its own journal, unless the test shares one */
         snprintf(journal, sizeof journal, "HUBMETER_JOURNAL_DIR=/tmp/hm-journal-%d-%d",
                  (int)getpid(), g->port);

@@ -45,8 +45,11 @@ struct th_gateway {
     int port;
     char base[64]; /* http://127.0.0.1:port */
     char log[256]; /* its stderr */
+    int admin_port;
+    char admin_base[64]; /* http://127.0.0.1:admin_port (the admin API's listener) */
 };
-/* Starts `hubmeter serve` with env (NULL-terminated "KEY=value") and waits for /-/healthz. */
+/* Starts `hubmeter serve` with env (NULL-terminated "KEY=value") and waits for /-/healthz.
+ * The admin API listens on a free port of its own unless env sets HUBMETER_ADMIN_LISTEN. */
 void th_gateway_start(struct th_gateway *g, const char *const *env);
 /* Stops it with SIGTERM; asserts a clean exit and no sanitizer report in its log. */
 void th_gateway_stop(struct th_gateway *g);
