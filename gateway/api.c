@@ -110,10 +110,7 @@ static enum MHD_Result ready(struct gw_req *req, struct MHD_Connection *c)
 
 static enum MHD_Result metrics(struct gw_req *req, struct MHD_Connection *c)
 {
-    uint64_t journal_bytes, unjournaled;
-    meter_journal_state(req->gw->meter, &journal_bytes, &unjournaled);
-    char *text = gw_metrics_render(&req->gw->metrics, meter_redis_ok(req->gw->meter),
-                                   journal_bytes, unjournaled);
+    char *text = gw_metrics_render(req->gw);
     if (text == NULL)
         return MHD_NO;
     struct MHD_Response *resp =

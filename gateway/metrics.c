@@ -1,84 +1,251 @@
 /*
- * The gateway's Prometheus metrics: counters and a latency histogram kept in atomics
- * (no lock on the request path), rendered as text format 0.0.4 for /-/metrics. No
- * per-org, per-key or per-repo labels: per-org figures come from PostgreSQL.
+ * The gateway's Prometheus metrics: counters, gauges and latency histograms kept in
+ * atomics (no lock on the request path), rendered as text format 0.0.4 for /-/metrics.
+ * Names carry the hubmeter_ prefix and base units (seconds, bytes); counters end in
+ * _total. No per-org, per-key or per-repo labels (unbounded): per-org figures come from
+ * PostgreSQL. The only open-ended labels, plan and policy, are capped at GW_LABEL_SLOTS
+ * values (operators define a handful); further values are counted as "other".
  */
 #include "gateway/gw_int.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
-static const double latency_bounds[GW_LATENCY_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-                                                          0.5,   1,    2.5,   5,    10};
+/* Upper bounds in seconds, shared by both histograms: sub-millisecond admission up to a
+ * slow upstream's first byte. */
+static const double latency_bounds[GW_LATENCY_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                          0.025,  0.05,  0.1,    0.25,  1,
+                                                          2.5,    10};
 
-void gw_metrics_request_done(struct gw_metrics *m, unsigned status, uint64_t bytes)
+void gw_metrics_init(struct gw_metrics *m)
+{
+    memset(m, 0, sizeof *m);
+    pthread_mutex_init(&m->plans.lock, NULL);
+    pthread_mutex_init(&m->policies.lock, NULL);
+}
+
+void gw_metrics_destroy(struct gw_metrics *m)
+{
+    pthread_mutex_destroy(&m->plans.lock);
+    pthread_mutex_destroy(&m->policies.lock);
+}
+
+/* The slot of value in s, adding it when new and there is room; GW_LABEL_SLOTS ("other")
+ * when full. Values are copied truncated to 31 bytes and made safe for a label. */
+static int label_slot(struct gw_label_set *s, const char *value)
+{
+    char v[32];
+    size_t n = 0;
+    for (; value[n] != '\0' && n < sizeof v - 1; n++) /* no quotes, backslashes, controls */
+        v[n] = (value[n] == '"' || value[n] == '\\' || (unsigned char)value[n] < 0x20)
+                   ? '_' : value[n];
+    v[n] = '\0';
+    int used = atomic_load(&s->used);
+    for (int i = 0; i < used; i++)
+        if (strcmp(s->names[i], v) == 0)
+            return i;
+    pthread_mutex_lock(&s->lock);
+    int slot = GW_LABEL_SLOTS;
+    used = atomic_load(&s->used);
+    for (int i = 0; i < used && slot == GW_LABEL_SLOTS; i++)
+        if (strcmp(s->names[i], v) == 0)
+            slot = i;
+    if (slot == GW_LABEL_SLOTS && used < GW_LABEL_SLOTS) {
+        memcpy(s->names[used], v, n + 1);
+        atomic_store(&s->used, used + 1); /* publishes the name written above */
+        slot = used;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return slot;
+}
+
+static const char *label_name(const struct gw_label_set *s, int slot)
+{
+    return slot < GW_LABEL_SLOTS ? s->names[slot] : "other";
+}
+
+void gw_metrics_plan_label(const struct reg_identity *id, char *out, size_t len)
+{
+    if (id->org_id == 0)
+        cm_copy(out, len, "anonymous");
+    else if (id->plan_id == 0)
+        cm_copy(out, len, "none");
+    else
+        cm_fmt(out, len, "#%" PRId64, id->plan_id);
+}
+
+void gw_metrics_download_started(struct gw_metrics *m)
+{
+    atomic_fetch_add(&m->downloads_in_flight, 1);
+}
+
+void gw_metrics_request_done(struct gw_metrics *m, const char *plan, unsigned status,
+                             uint64_t bytes)
 {
     unsigned cls = status / 100;
     if (cls < 1 || cls > 5)
         cls = 5;
-    atomic_fetch_add(&m->requests[cls - 1], 1);
-    atomic_fetch_add(&m->bytes, bytes);
+    int p = label_slot(&m->plans, plan);
+    atomic_fetch_add(&m->requests[p][cls - 1], 1);
+    atomic_fetch_add(&m->bytes[p][cls - 1], bytes);
+    atomic_fetch_sub(&m->downloads_in_flight, 1);
+}
+
+void gw_metrics_refused(struct gw_metrics *m, const char *policy)
+{
+    atomic_fetch_add(&m->refused[label_slot(&m->policies, policy)], 1);
+}
+
+void gw_histogram_observe(struct gw_histogram *h, int64_t us)
+{
+    if (us < 0)
+        us = 0;
+    double s = (double)us / 1e6;
+    for (int i = 0; i < GW_LATENCY_BUCKETS; i++)
+        if (s <= latency_bounds[i])
+            atomic_fetch_add(&h->le[i], 1);
+    atomic_fetch_add(&h->count, 1);
+    atomic_fetch_add(&h->sum_us, (uint64_t)us);
 }
 
 void gw_metrics_upstream_latency(struct gw_metrics *m, int64_t ms)
 {
-    double s = (double)ms / 1000.0;
-    for (int i = 0; i < GW_LATENCY_BUCKETS; i++)
-        if (s <= latency_bounds[i])
-            atomic_fetch_add(&m->latency_le[i], 1);
-    atomic_fetch_add(&m->latency_count, 1);
-    atomic_fetch_add(&m->latency_sum_ms, (uint64_t)(ms > 0 ? ms : 0));
+    gw_histogram_observe(&m->upstream, ms * 1000);
 }
 
-char *gw_metrics_render(struct gw_metrics *m, bool redis_ok, uint64_t journal_bytes,
-                        uint64_t unjournaled)
+void gw_metrics_admission_latency(struct gw_metrics *m, int64_t us)
+{
+    gw_histogram_observe(&m->admission, us);
+}
+
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void histogram(FILE *f, const char *name, const char *help, struct gw_histogram *h)
+{
+    family(f, name, "histogram", help);
+    /* Read the count first: buckets observed later can only be larger, never below it
+     * by more than the observations in progress. */
+    unsigned long long count = atomic_load(&h->count);
+    for (int i = 0; i < GW_LATENCY_BUCKETS; i++) {
+        unsigned long long le = atomic_load(&h->le[i]);
+        fprintf(f, "%s_bucket{le=\"%g\"} %llu\n", name, latency_bounds[i],
+                le < count ? le : count);
+    }
+    fprintf(f, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name, count, name,
+            (double)atomic_load(&h->sum_us) / 1e6, name, count);
+}
+
+static void simple(FILE *f, const char *name, const char *type, const char *help, int64_t v)
+{
+    family(f, name, type, help);
+    fprintf(f, "%s %" PRId64 "\n", name, v);
+}
+
+/* A gauge the meter may not know yet (-1): its sample is left out until it does. */
+static void maybe(FILE *f, const char *name, const char *help, int64_t v)
+{
+    family(f, name, "gauge", help);
+    if (v >= 0)
+        fprintf(f, "%s %" PRId64 "\n", name, v);
+}
+
+static void traffic(FILE *f, struct gw_metrics *m)
+{
+    int plans = atomic_load(&m->plans.used);
+    family(f, "hubmeter_requests_total", "counter",
+           "Proxied requests by plan and response status class.");
+    for (int p = 0; p <= GW_LABEL_SLOTS; p++)
+        for (int c = 0; (p < plans || p == GW_LABEL_SLOTS) && c < 5; c++)
+            if (p < plans || atomic_load(&m->requests[p][c]) > 0)
+                fprintf(f, "hubmeter_requests_total{plan=\"%s\",status_class=\"%dxx\"} %" PRIu64
+                           "\n", label_name(&m->plans, p), c + 1,
+                        (uint64_t)atomic_load(&m->requests[p][c]));
+    family(f, "hubmeter_response_bytes_total", "counter",
+           "Body bytes delivered to clients by plan and response status class.");
+    for (int p = 0; p <= GW_LABEL_SLOTS; p++)
+        for (int c = 0; (p < plans || p == GW_LABEL_SLOTS) && c < 5; c++)
+            if (p < plans || atomic_load(&m->requests[p][c]) > 0)
+                fprintf(f, "hubmeter_response_bytes_total{plan=\"%s\",status_class=\"%dxx\"} %"
+                           PRIu64 "\n", label_name(&m->plans, p), c + 1,
+                        (uint64_t)atomic_load(&m->bytes[p][c]));
+    int policies = atomic_load(&m->policies.used);
+    family(f, "hubmeter_refused_requests_total", "counter",
+           "Requests refused with 429, by the refusing policy.");
+    for (int p = 0; p <= GW_LABEL_SLOTS; p++)
+        if (p < policies || (p == GW_LABEL_SLOTS && atomic_load(&m->refused[p]) > 0))
+            fprintf(f, "hubmeter_refused_requests_total{policy=\"%s\"} %" PRIu64 "\n",
+                    label_name(&m->policies, p), (uint64_t)atomic_load(&m->refused[p]));
+    simple(f, "hubmeter_requests_in_flight", "gauge", "Requests being served now.",
+           atomic_load(&m->in_flight));
+    simple(f, "hubmeter_downloads_in_flight", "gauge",
+           "Proxied (metered) requests being served now.", atomic_load(&m->downloads_in_flight));
+    simple(f, "hubmeter_slow_clients_cut_total", "counter",
+           "Connections closed for sending their request head too slowly.",
+           (int64_t)atomic_load(&m->slow_clients_cut));
+    histogram(f, "hubmeter_upstream_latency_seconds", "Time to the upstream's response head.",
+              &m->upstream);
+    histogram(f, "hubmeter_admission_latency_seconds",
+              "Time to identify and admit a request before the upstream is asked.",
+              &m->admission);
+}
+
+static void pipeline(FILE *f, struct gw *gw)
+{
+    uint64_t journal_bytes, unjournaled;
+    meter_journal_state(gw->meter, &journal_bytes, &unjournaled);
+    struct meter_stats st;
+    meter_stats_read(&st);
+    simple(f, "hubmeter_redis_up", "gauge", "Whether the last usage shipment reached Redis.",
+           meter_redis_ok(gw->meter) ? 1 : 0);
+    simple(f, "hubmeter_redis_errors_total", "counter",
+           "Failed Redis connections and commands (shipper and flusher).",
+           (int64_t)st.redis_errors);
+    simple(f, "hubmeter_postgresql_errors_total", "counter",
+           "Failed PostgreSQL connections and statements.", (int64_t)cm_pg_errors());
+    simple(f, "hubmeter_journal_bytes", "gauge", "Size of the local usage journal on disk.",
+           (int64_t)journal_bytes);
+    simple(f, "hubmeter_journal_skipped_records_total", "counter",
+           "Records kept in memory only because the journal was full or failing.",
+           (int64_t)unjournaled);
+    simple(f, "hubmeter_shipper_batches_total", "counter",
+           "Usage batches shipped to the Redis stream.", (int64_t)st.batches_shipped);
+    maybe(f, "hubmeter_shipper_unapplied_batches",
+          "Batches in the journal that PostgreSQL has not been seen to apply.", st.outbox_batches);
+    maybe(f, "hubmeter_stream_entries", "Entries in the usage stream (XLEN).", st.stream_length);
+    maybe(f, "hubmeter_stream_pending_entries",
+          "Usage stream entries delivered to flushers and not yet acknowledged.",
+          st.stream_pending);
+    maybe(f, "hubmeter_stream_lag_entries",
+          "Usage stream entries not yet delivered to any flusher.", st.stream_lag);
+    simple(f, "hubmeter_flusher_batches_total", "counter",
+           "Batches this process's flusher applied to PostgreSQL.", (int64_t)st.flusher_batches);
+    simple(f, "hubmeter_flusher_duplicate_batches_total", "counter",
+           "Batches this process's flusher found applied already (no-ops).",
+           (int64_t)st.flusher_duplicates);
+    simple(f, "hubmeter_flusher_errors_total", "counter",
+           "Flusher rounds that failed because Redis or PostgreSQL was unreachable.",
+           (int64_t)st.flusher_errors);
+    simple(f, "hubmeter_flusher_last_batch_timestamp_seconds", "gauge",
+           "When this process's flusher last applied a batch (0: never).", st.flusher_last_batch);
+    maybe(f, "hubmeter_watermark_lag_seconds",
+          "How far the pipeline watermark (complete_until) trails now, as the flusher last "
+          "read it.", st.watermark_lag_s);
+}
+
+char *gw_metrics_render(struct gw *gw)
 {
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (f == NULL)
         return NULL;
-    fprintf(f, "# HELP hubmeter_requests_total Proxied requests by response status class.\n"
-               "# TYPE hubmeter_requests_total counter\n");
-    for (int i = 0; i < 5; i++)
-        fprintf(f, "hubmeter_requests_total{status_class=\"%dxx\"} %llu\n", i + 1,
-                (unsigned long long)atomic_load(&m->requests[i]));
-    fprintf(f,
-            "# HELP hubmeter_response_bytes_total Body bytes delivered to clients.\n"
-            "# TYPE hubmeter_response_bytes_total counter\n"
-            "hubmeter_response_bytes_total %llu\n"
-            "# HELP hubmeter_requests_in_flight Requests being served now.\n"
-            "# TYPE hubmeter_requests_in_flight gauge\n"
-            "hubmeter_requests_in_flight %lld\n"
-            "# HELP hubmeter_slow_clients_cut_total Connections closed for sending their request "
-            "head too slowly.\n"
-            "# TYPE hubmeter_slow_clients_cut_total counter\n"
-            "hubmeter_slow_clients_cut_total %llu\n"
-            "# HELP hubmeter_redis_up Whether the last usage shipment reached Redis.\n"
-            "# TYPE hubmeter_redis_up gauge\n"
-            "hubmeter_redis_up %d\n",
-            (unsigned long long)atomic_load(&m->bytes), (long long)atomic_load(&m->in_flight),
-            (unsigned long long)atomic_load(&m->slow_clients_cut), redis_ok ? 1 : 0);
-    fprintf(f,
-            "# HELP hubmeter_journal_bytes Size of the local usage journal on disk.\n"
-            "# TYPE hubmeter_journal_bytes gauge\n"
-            "hubmeter_journal_bytes %llu\n"
-            "# HELP hubmeter_journal_skipped_records_total Records kept in memory only because "
-            "the journal was full or failing.\n"
-            "# TYPE hubmeter_journal_skipped_records_total counter\n"
-            "hubmeter_journal_skipped_records_total %llu\n",
-            (unsigned long long)journal_bytes, (unsigned long long)unjournaled);
-    fprintf(f, "# HELP hubmeter_upstream_latency_seconds Time to the upstream's response head.\n"
-               "# TYPE hubmeter_upstream_latency_seconds histogram\n");
-    for (int i = 0; i < GW_LATENCY_BUCKETS; i++)
-        fprintf(f, "hubmeter_upstream_latency_seconds_bucket{le=\"%g\"} %llu\n",
-                latency_bounds[i], (unsigned long long)atomic_load(&m->latency_le[i]));
-    unsigned long long count = atomic_load(&m->latency_count);
-    fprintf(f,
-            "hubmeter_upstream_latency_seconds_bucket{le=\"+Inf\"} %llu\n"
-            "hubmeter_upstream_latency_seconds_sum %.3f\n"
-            "hubmeter_upstream_latency_seconds_count %llu\n",
-            count, (double)atomic_load(&m->latency_sum_ms) / 1000.0, count);
+    traffic(f, &gw->metrics);
+    pipeline(f, gw);
     if (fclose(f) != 0) {
         free(text);
         return NULL;

@@ -15,6 +15,8 @@ int cli_plans(const struct hm_config *cfg, int argc, char **argv);
 int cli_orgs(const struct hm_config *cfg, int argc, char **argv);
 int cli_keys(const struct hm_config *cfg, int argc, char **argv);
 int cli_usage(const struct hm_config *cfg, int argc, char **argv);
+/* Needs no configuration: runs before it is loaded. */
+int cli_config(int argc, char **argv);
 
 /* Shared helpers (cli_util.c). */
 /* Connects to PostgreSQL for a CLI command; prints the reason and returns NULL on failure. */

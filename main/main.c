@@ -24,6 +24,7 @@ static const char USAGE[] =
     "  orgs create|list|show   manage organisations\n"
     "  keys create|list|revoke manage API keys\n"
     "  usage reconcile         check PostgreSQL's usage against its applied batches\n"
+    "  config keys [--json]    list the configuration keys hubmeter knows\n"
     "\n"
     "Configuration comes from HUBMETER_* environment variables (see README.md); --config\n"
     "FILE adds KEY=value lines, which the environment overrides. COMMAND --help for more.\n";
@@ -125,6 +126,8 @@ int main(int argc, char **argv)
         fputs(USAGE, stdout);
         return 0;
     }
+    if (strcmp(cmd, "config") == 0)
+        return cli_config(sub_argc, sub_argv);
     struct hm_config cfg;
     char err[512];
     if (cm_config_load(&cfg, config_file, err, sizeof err) != CM_OK) {
