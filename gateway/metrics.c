@@ -38,7 +38,7 @@ static int label_slot(struct gw_label_set *s, const char *value)
 {
     char v[32];
     size_t n = 0;
-    for (; value[n] != '\0' && n < sizeof v - 1; n++) /* no quotes, backslashes, controls */
+    for (; n < sizeof v - 1 && value[n] != '\0'; n++) /* no quotes, backslashes, controls */
         v[n] = (value[n] == '"' || value[n] == '\\' || (unsigned char)value[n] < 0x20)
                    ? '_' : value[n];
     v[n] = '\0';

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — installs the Debian packages hubmeter needs to build, test
-# and run (compiler, libraries, Redis, PostgreSQL, nginx). Idempotent: does
+# and run (compiler, libraries, Redis, PostgreSQL, nginx, promtool). Idempotent: does
 # nothing when everything is already installed. Never prompts (works in CI).
 # System services are prevented from auto-starting during the install.
 set -euo pipefail
@@ -11,7 +11,10 @@ PACKAGES=(
   libjansson-dev libssl-dev libcriterion-dev
   redis-server postgresql nginx-light libnginx-mod-http-echo
   curl ca-certificates procps
+  prometheus
 )
+# prometheus: only its promtool is used, by the tests (promtool check metrics / config);
+# the policy below keeps its daemon from starting.
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
