@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/common.h"
+#include "registry/registry.h"
 #include "tests/harness.h"
 #include "tests/opsfiles.h"
 
@@ -163,6 +164,28 @@ Test(ops, metrics_pass_promtool_and_hold_every_documented_family, .init = start,
         line = end ? end + 1 : NULL;
     }
     free(text);
+}
+
+Test(ops, redis_and_postgresql_errors_are_counted)
+{
+    /* Nothing listens on these ports: every Redis shipment and every key lookup fails. */
+    char redis[64], pg[160], up[600];
+    snprintf(redis, sizeof redis, "HUBMETER_REDIS_URL=redis://127.0.0.1:%d/0", th_free_port());
+    snprintf(pg, sizeof pg, "HUBMETER_DATABASE_URL=postgresql://hm:x@127.0.0.1:%d/hm",
+             th_free_port());
+    snprintf(up, sizeof up, "HUBMETER_UPSTREAM=file://%s", th_env("HM_TEST_WWW"));
+    th_gateway_start(&gw, (const char *[]){redis, pg, up, "HUBMETER_FLUSHER=off", NULL});
+    /* A well-formed key (valid checksum) is looked up in PostgreSQL, which is not there. */
+    char fresh[128], header[200];
+    cr_assert_eq(reg_key_generate("hm_", fresh, sizeof fresh), CM_OK);
+    snprintf(header, sizeof header, "Authorization: Bearer %s", fresh);
+    cr_assert_eq(get("/acme/model/resolve/main/one.bin", header), 503);
+    char *text = metrics_when((const char *[]){"hubmeter_redis_up 0\n", NULL},
+                              (const char *[]){"hubmeter_redis_errors_total",
+                                               "hubmeter_postgresql_errors_total", NULL});
+    free(text);
+    th_gateway_stop(&gw);
+    cr_assert(!th_log_contains(&gw, fresh), "the key is never logged");
 }
 
 /* The lines of the gateway log that contain event "request" (as text). */
