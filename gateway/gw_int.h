@@ -29,10 +29,12 @@ struct gw_histogram {
 };
 
 /* A small, bounded set of label values (plans, refusal policies: operator-defined and
- * few). Slots are added under lock and never removed; readers need no lock. */
+ * few). Slots are added under lock and never removed; finding a slot needs no lock. A slot
+ * may later get a display name (a plan's name for "#<id>"), kept once set. */
 struct gw_label_set {
-    pthread_mutex_t lock; /* serialises adding a value */
+    pthread_mutex_t lock; /* serialises adding a value and setting or reading a display */
     char names[GW_LABEL_SLOTS][32];
+    char display[GW_LABEL_SLOTS][64]; /* "" until known */
     _Atomic int used;
 };
 
@@ -66,8 +68,8 @@ struct gw {
 /* ---- metrics (metrics.c) ---------------------------------------------------------------------- */
 void gw_metrics_init(struct gw_metrics *m);
 void gw_metrics_destroy(struct gw_metrics *m);
-/* The plan label of an identity: "anonymous", "none" (an org without a plan), or the
- * plan's name when known, else "#<plan id>". */
+/* The plan label of an identity: "anonymous", "none" (an org without a plan), or
+ * "#<plan id>", which /-/metrics shows as the plan's name once it has read it. */
 void gw_metrics_plan_label(const struct reg_identity *id, char *out, size_t len);
 /* A proxied request started (in-flight downloads). */
 void gw_metrics_download_started(struct gw_metrics *m);

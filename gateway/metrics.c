@@ -61,9 +61,50 @@ static int label_slot(struct gw_label_set *s, const char *value)
     return slot;
 }
 
-static const char *label_name(const struct gw_label_set *s, int slot)
+/* The label value of slot: its display name when set, else its value ("other" past the
+ * last slot), copied into buf. */
+static const char *label_name(struct gw_label_set *s, int slot, char *buf, size_t len)
 {
-    return slot < GW_LABEL_SLOTS ? s->names[slot] : "other";
+    if (slot >= GW_LABEL_SLOTS)
+        return "other";
+    pthread_mutex_lock(&s->lock);
+    cm_copy(buf, len, s->display[slot][0] ? s->display[slot] : s->names[slot]);
+    pthread_mutex_unlock(&s->lock);
+    return buf;
+}
+
+/* Plan slots are recorded as "#<id>" (the request path has the plan's id, not its name):
+ * names those not named yet from PostgreSQL's plans. A name, once set, is kept (a series
+ * must not change its labels; a renamed plan shows its new name after a restart). A name
+ * that is also a fixed value (anonymous, none, other) stays "#<id>". Without PostgreSQL
+ * within 200 ms the slots wait for the next scrape. */
+static void name_plans(struct gw *gw)
+{
+    struct gw_label_set *s = &gw->metrics.plans;
+    int used = atomic_load(&s->used);
+    bool pending = false;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < used; i++)
+        pending |= s->names[i][0] == '#' && s->display[i][0] == '\0';
+    pthread_mutex_unlock(&s->lock);
+    PGconn *db = pending ? cm_pg_pool_get(gw->pg, 200) : NULL;
+    if (db == NULL)
+        return;
+    PGresult *res = PQexecParams(db, "SELECT '#' || id, name FROM plans", 0, NULL, NULL, NULL,
+                                 NULL, 0);
+    pthread_mutex_lock(&s->lock);
+    for (int r = 0; PQresultStatus(res) == PGRES_TUPLES_OK && r < PQntuples(res); r++) {
+        const char *name = PQgetvalue(res, r, 1);
+        if (strcmp(name, "anonymous") == 0 || strcmp(name, "none") == 0 ||
+            strcmp(name, "other") == 0)
+            continue;
+        for (int i = 0; i < used; i++)
+            if (s->display[i][0] == '\0' && strcmp(s->names[i], PQgetvalue(res, r, 0)) == 0)
+                cm_copy(s->display[i], sizeof s->display[i], name);
+    }
+    pthread_mutex_unlock(&s->lock);
+    PQclear(res);
+    cm_pg_pool_put(gw->pg, db);
 }
 
 void gw_metrics_plan_label(const struct reg_identity *id, char *out, size_t len)
@@ -156,6 +197,7 @@ static void maybe(FILE *f, const char *name, const char *help, int64_t v)
 
 static void traffic(FILE *f, struct gw_metrics *m)
 {
+    char name[64];
     int plans = atomic_load(&m->plans.used);
     family(f, "hubmeter_requests_total", "counter",
            "Proxied requests by plan and response status class.");
@@ -163,7 +205,7 @@ static void traffic(FILE *f, struct gw_metrics *m)
         for (int c = 0; (p < plans || p == GW_LABEL_SLOTS) && c < 5; c++)
             if (p < plans || atomic_load(&m->requests[p][c]) > 0)
                 fprintf(f, "hubmeter_requests_total{plan=\"%s\",status_class=\"%dxx\"} %" PRIu64
-                           "\n", label_name(&m->plans, p), c + 1,
+                           "\n", label_name(&m->plans, p, name, sizeof name), c + 1,
                         (uint64_t)atomic_load(&m->requests[p][c]));
     family(f, "hubmeter_response_bytes_total", "counter",
            "Body bytes delivered to clients by plan and response status class.");
@@ -171,7 +213,7 @@ static void traffic(FILE *f, struct gw_metrics *m)
         for (int c = 0; (p < plans || p == GW_LABEL_SLOTS) && c < 5; c++)
             if (p < plans || atomic_load(&m->requests[p][c]) > 0)
                 fprintf(f, "hubmeter_response_bytes_total{plan=\"%s\",status_class=\"%dxx\"} %"
-                           PRIu64 "\n", label_name(&m->plans, p), c + 1,
+                           PRIu64 "\n", label_name(&m->plans, p, name, sizeof name), c + 1,
                         (uint64_t)atomic_load(&m->bytes[p][c]));
     int policies = atomic_load(&m->policies.used);
     family(f, "hubmeter_refused_requests_total", "counter",
@@ -179,7 +221,8 @@ static void traffic(FILE *f, struct gw_metrics *m)
     for (int p = 0; p <= GW_LABEL_SLOTS; p++)
         if (p < policies || (p == GW_LABEL_SLOTS && atomic_load(&m->refused[p]) > 0))
             fprintf(f, "hubmeter_refused_requests_total{policy=\"%s\"} %" PRIu64 "\n",
-                    label_name(&m->policies, p), (uint64_t)atomic_load(&m->refused[p]));
+                    label_name(&m->policies, p, name, sizeof name),
+                    (uint64_t)atomic_load(&m->refused[p]));
     simple(f, "hubmeter_requests_in_flight", "gauge", "Requests being served now.",
            atomic_load(&m->in_flight));
     simple(f, "hubmeter_downloads_in_flight", "gauge",
@@ -244,6 +287,7 @@ char *gw_metrics_render(struct gw *gw)
     FILE *f = open_memstream(&text, &len);
     if (f == NULL)
         return NULL;
+    name_plans(gw);
     traffic(f, &gw->metrics);
     pipeline(f, gw);
     if (fclose(f) != 0) {
