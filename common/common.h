@@ -29,6 +29,9 @@ enum cm_rc {
 /* ---- logging (common/log.c) --------------------------------------------------------- */
 enum cm_log_level { CM_LOG_DEBUG = 0, CM_LOG_INFO, CM_LOG_WARN, CM_LOG_ERROR };
 
+/* Writes line (one complete line without its newline, e.g. a JSON object) as one event on
+ * stderr when level passes the threshold; newlines in it are neutralised. Thread-safe. */
+void cm_log_line(enum cm_log_level level, const char *line);
 /* One line per event on stderr: "ts=… level=… event=… <fmt>". Thread-safe.
  * Callers must never pass secrets (API keys, tokens, passwords); a key prefix is fine. */
 void cm_log(enum cm_log_level level, const char *event, const char *fmt, ...)
@@ -79,6 +82,7 @@ struct hm_config {
     unsigned redis_timeout_ms;  /* each quota call waits at most this for Redis */
     char anonymous_plan[64];    /* the plan of anonymous traffic, per client network */
     unsigned webhook_interval_ms; /* how often quota webhooks are looked for and sent */
+    bool access_log_json; /* the per-request line as JSON, else logfmt */
 };
 
 /* What a subcommand needs; cm_config_require() names the first missing key. */
@@ -93,6 +97,9 @@ enum cm_need {
  * CM_INVALID and err names the bad key and why (never its value if it is a secret). */
 int cm_config_load(struct hm_config *cfg, const char *file, char *err, size_t errlen);
 int cm_config_require(const struct hm_config *cfg, unsigned needs, char *err, size_t errlen);
+/* The known configuration keys, in the table's order: the i-th key, NULL past the last;
+ * *secret tells whether its value is a secret (may be NULL). */
+const char *cm_config_key(size_t i, bool *secret);
 
 /* ---- time (common/timeutil.c) --------------------------------------------------------- */
 int64_t cm_now_us(void);  /* wall clock, microseconds since the epoch */
@@ -137,6 +144,9 @@ void cm_pg_pool_free(struct cm_pg_pool *pool);
 
 /* Copies libpq's message for res (or conn) into err without the trailing newline. */
 void cm_pg_error(PGconn *conn, const PGresult *res, char *err, size_t errlen);
+/* Failed PostgreSQL connections and statements reported through cm_pg_error since start
+ * (process-wide, for /-/metrics). */
+uint64_t cm_pg_errors(void);
 /* Runs a parameter-less command; CM_OK when it returned COMMAND_OK or TUPLES_OK. */
 int cm_pg_command(PGconn *conn, const char *sql, char *err, size_t errlen);
 /* True when res failed with SQLSTATE state (e.g. "23505" unique violation). */

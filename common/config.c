@@ -20,7 +20,8 @@ enum opt_kind {
     OPT_PREFIX,
     OPT_LEVEL,
     OPT_FSYNC,
-    OPT_U64
+    OPT_U64,
+    OPT_LOGFORMAT
 };
 
 struct opt {
@@ -71,6 +72,7 @@ static const struct opt options[] = {
     {"HUBMETER_ANONYMOUS_PLAN", OPT_STRING, F(anonymous_plan), 0, 0, false},
     {"HUBMETER_FLUSH_CLAIM_IDLE_MS", OPT_UINT, F(flush_claim_idle_ms), 100, 86400000, false},
     {"HUBMETER_WEBHOOK_INTERVAL_MS", OPT_UINT, F(webhook_interval_ms), 100, 3600000, false},
+    {"HUBMETER_ACCESS_LOG_FORMAT", OPT_LOGFORMAT, F(access_log_json), 0, 0, false},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -246,6 +248,12 @@ static int apply(struct hm_config *cfg, const struct opt *o, const char *v, char
         else
             why = "must be everysec or always";
         break;
+    case OPT_LOGFORMAT:
+        if (strcmp(v, "json") == 0 || strcmp(v, "logfmt") == 0)
+            *(bool *)field = strcmp(v, "json") == 0;
+        else
+            why = "must be logfmt or json";
+        break;
     case OPT_LEVEL:
         if (cm_log_parse_level(v, (enum cm_log_level *)field) != CM_OK)
             why = "must be debug, info, warn or error";
@@ -321,6 +329,15 @@ int cm_config_load(struct hm_config *cfg, const char *file, char *err, size_t er
             return CM_INVALID;
     }
     return CM_OK;
+}
+
+const char *cm_config_key(size_t i, bool *secret)
+{
+    if (i >= N_OPTIONS)
+        return NULL;
+    if (secret != NULL)
+        *secret = options[i].secret;
+    return options[i].key;
 }
 
 int cm_config_require(const struct hm_config *cfg, unsigned needs, char *err, size_t errlen)

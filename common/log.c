@@ -27,6 +27,33 @@ int cm_log_parse_level(const char *s, enum cm_log_level *out)
     return CM_INVALID;
 }
 
+/* Neutralises newlines in line[0..used), appends one, and writes it with one write(2).
+ * line holds cap bytes; a line that fills it is cut to leave room for the newline. */
+static void emit(char *line, size_t used, size_t cap)
+{
+    /* Neutralise newlines from the caller so one event stays one line. */
+    for (size_t i = 0; i < used; i++)
+        if (line[i] == '\n' || line[i] == '\r')
+            line[i] = ' ';
+    if (used >= cap - 1)
+        used = cap - 2;
+    line[used++] = '\n';
+    ssize_t w = write(STDERR_FILENO, line, used);
+    (void)w;
+}
+
+void cm_log_line(enum cm_log_level level, const char *text)
+{
+    if ((int)level < atomic_load(&log_min_level))
+        return;
+    char line[4096];
+    size_t n = strlen(text);
+    if (n > sizeof line - 2)
+        n = sizeof line - 2;
+    memcpy(line, text, n);
+    emit(line, n, sizeof line);
+}
+
 void cm_log(enum cm_log_level level, const char *event, const char *fmt, ...)
 {
     if ((int)level < atomic_load(&log_min_level))
@@ -48,13 +75,5 @@ void cm_log(enum cm_log_level level, const char *event, const char *fmt, ...)
     va_end(ap);
     if (m > 0)
         used += (size_t)m < sizeof line - used ? (size_t)m : sizeof line - used - 1;
-    /* Neutralise newlines from the caller so one event stays one line. */
-    for (size_t i = 0; i < used; i++)
-        if (line[i] == '\n' || line[i] == '\r')
-            line[i] = ' ';
-    if (used >= sizeof line - 1)
-        used = sizeof line - 2;
-    line[used++] = '\n';
-    ssize_t w = write(STDERR_FILENO, line, used);
-    (void)w;
+    emit(line, used, sizeof line);
 }

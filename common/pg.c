@@ -7,12 +7,18 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+static _Atomic uint64_t pg_errors; /* every failure reported through cm_pg_error */
+
+uint64_t cm_pg_errors(void) { return atomic_load(&pg_errors); }
+
 void cm_pg_error(PGconn *conn, const PGresult *res, char *err, size_t errlen)
 {
+    atomic_fetch_add(&pg_errors, 1);
     const char *msg = res ? PQresultErrorMessage(res) : NULL;
     if (msg == NULL || *msg == '\0')
         msg = conn ? PQerrorMessage(conn) : "no connection";

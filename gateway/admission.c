@@ -155,6 +155,8 @@ static enum MHD_Result refuse(struct gw_req *req, struct MHD_Connection *c)
                              (json_int_t)s->limit, "window_s", (json_int_t)s->window_s,
                              "retry_after_s", (json_int_t)d->retry_after_s, "reset", reset);
     cm_copy(req->refused_by, sizeof req->refused_by, policy);
+    cm_copy(req->error_code, sizeof req->error_code, code); /* the access log's decision */
+    gw_metrics_refused(&req->gw->metrics, policy);
     return gw_reply_json(req, c, MHD_HTTP_TOO_MANY_REQUESTS, body);
 }
 
@@ -210,10 +212,8 @@ int gw_admit(struct gw_req *req, struct MHD_Connection *c, enum MHD_Result *mhd)
         return CM_OK;
     bool head = strcmp(req->method, "HEAD") == 0;
     bool download = !head && strcmp(req->method, "OPTIONS") != 0;
-    int64_t t0 = cm_now_us();
     meter_quota_admit(gw->quota, &plan, subject, anchor, !head, download, &req->qflow,
                       &req->quota);
-    gw_metrics_admission(&gw->metrics, cm_now_us() - t0);
     req->quota_decided = true;
     if (req->quota.admitted)
         return CM_OK;

@@ -85,16 +85,7 @@ static enum MHD_Result ready(struct gw_req *req, struct MHD_Connection *c)
 
 static enum MHD_Result metrics(struct gw_req *req, struct MHD_Connection *c)
 {
-    uint64_t journal_bytes, unjournaled;
-    meter_journal_state(req->gw->meter, &journal_bytes, &unjournaled);
-    char *base = gw_metrics_render(&req->gw->metrics, meter_redis_ok(req->gw->meter),
-                                   journal_bytes, unjournaled);
-    char *quota = gw_metrics_render_quota(&req->gw->metrics, req->gw->quota);
-    char *text = NULL;
-    if (base != NULL && quota != NULL && asprintf(&text, "%s%s", base, quota) < 0)
-        text = NULL;
-    free(base);
-    free(quota);
+    char *text = gw_metrics_render(req->gw);
     if (text == NULL)
         return MHD_NO;
     struct MHD_Response *resp =

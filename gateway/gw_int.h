@@ -22,18 +22,38 @@ struct gw_plans;
 struct gw_admin;
 struct gw_webhooks;
 
-#define GW_LATENCY_BUCKETS 11
+#define GW_LATENCY_BUCKETS 12
+#define GW_LABEL_SLOTS 16 /* distinct plan (or policy) label values kept; more become "other" */
 
-/* Counters for /-/metrics; every field is an atomic, written from request threads. */
+/* A latency histogram in atomics (bounds in gw_metrics.c, seconds). */
+struct gw_histogram {
+    _Atomic uint64_t le[GW_LATENCY_BUCKETS];
+    _Atomic uint64_t count, sum_us;
+};
+
+/* A small, bounded set of label values (plans, refusal policies: operator-defined and
+ * few). Slots are added under lock and never removed; finding a slot needs no lock. A slot
+ * may later get a display name (a plan's name for "#<id>"), kept once set. */
+struct gw_label_set {
+    pthread_mutex_t lock; /* serialises adding a value and setting or reading a display */
+    char names[GW_LABEL_SLOTS][32];
+    char display[GW_LABEL_SLOTS][64]; /* "" until known */
+    _Atomic int used;
+};
+
+/* Counters for /-/metrics; every field is an atomic, written from request threads.
+ * Index [GW_LABEL_SLOTS] of a labelled counter is the overflow value "other". */
 struct gw_metrics {
-    _Atomic uint64_t requests[5]; /* by status class 1xx..5xx */
-    _Atomic uint64_t bytes;
-    _Atomic int64_t in_flight;
+    struct gw_label_set plans;
+    _Atomic uint64_t requests[GW_LABEL_SLOTS + 1][5]; /* by plan and status class 1xx..5xx */
+    _Atomic uint64_t bytes[GW_LABEL_SLOTS + 1][5];
+    struct gw_label_set policies;
+    _Atomic uint64_t refused[GW_LABEL_SLOTS + 1]; /* 429s by policy */
+    _Atomic int64_t in_flight;           /* every request being served */
+    _Atomic int64_t downloads_in_flight; /* proxied (metered) requests being served */
     _Atomic uint64_t slow_clients_cut;
-    _Atomic uint64_t latency_le[GW_LATENCY_BUCKETS];
-    _Atomic uint64_t latency_count, latency_sum_ms;
-    _Atomic uint64_t admission_le[GW_LATENCY_BUCKETS];
-    _Atomic uint64_t admission_count, admission_sum_us;
+    struct gw_histogram upstream;  /* time to the upstream's response head */
+    struct gw_histogram admission; /* identify + admit, before the upstream is asked */
     _Atomic uint64_t paced_us; /* time downloads were held back by byte buckets */
 };
 
@@ -54,14 +74,25 @@ struct gw {
 };
 
 /* ---- metrics (metrics.c) ---------------------------------------------------------------------- */
-void gw_metrics_request_done(struct gw_metrics *m, unsigned status, uint64_t bytes);
+void gw_metrics_init(struct gw_metrics *m);
+void gw_metrics_destroy(struct gw_metrics *m);
+/* The plan label of an identity: "anonymous", "none" (an org without a plan), or
+ * "#<plan id>", which /-/metrics shows as the plan's name once it has read it. */
+void gw_metrics_plan_label(const struct reg_identity *id, char *out, size_t len);
+/* A proxied request started (in-flight downloads). */
+void gw_metrics_download_started(struct gw_metrics *m);
+/* A proxied request ended with status after delivering bytes; plan as above. */
+void gw_metrics_request_done(struct gw_metrics *m, const char *plan, unsigned status,
+                             uint64_t bytes);
+/* A 429 by policy ("requests", "bytes", "monthly_bytes", ...: a bounded set). */
+void gw_metrics_refused(struct gw_metrics *m, const char *policy);
 void gw_metrics_upstream_latency(struct gw_metrics *m, int64_t ms);
-void gw_metrics_admission(struct gw_metrics *m, int64_t us);
-/* The quota metrics (refusals by policy, Redis health, admission latency); caller frees. */
-char *gw_metrics_render_quota(struct gw_metrics *m, struct meter_quota *q);
-/* Prometheus text; caller frees. NULL when out of memory. */
-char *gw_metrics_render(struct gw_metrics *m, bool redis_ok, uint64_t journal_bytes,
-                        uint64_t unjournaled);
+/* Admission latency (identify + admit), microseconds. */
+void gw_metrics_admission_latency(struct gw_metrics *m, int64_t us);
+void gw_histogram_observe(struct gw_histogram *h, int64_t us);
+/* Prometheus text for gw (its counters, its meter's state, the process's Redis and
+ * PostgreSQL errors, the flusher's progress); caller frees. NULL when out of memory. */
+char *gw_metrics_render(struct gw *gw);
 
 /* ---- slow clients (watchdog.c) ------------------------------------------------------------------ */
 /* Tracks connections and cuts those whose request head takes longer than timeout_s. */
@@ -85,6 +116,7 @@ struct gw_req {
     char repo[160];
     char key_display[32]; /* "" for anonymous */
     char etag[96];        /* the response's ETag, for per-object usage ("" when none) */
+    char error_code[40];  /* the code of a gateway-made error reply ("" when none) */
     struct reg_identity id; /* org_id 0 = anonymous */
     unsigned status;
     bool metered;         /* proxied requests are metered; /-/ endpoints are not */
@@ -113,6 +145,11 @@ struct gw_req {
 #define GW_CHECKPOINT_BYTES (1u << 20)
 /* Records req's progress if GW_CHECKPOINT_BYTES more were handed since the last one. */
 void gw_checkpoint(struct gw_req *req);
+
+/* ---- access log (accesslog.c) --------------------------------------------------------------- */
+/* Writes req's one structured line (HUBMETER_ACCESS_LOG_FORMAT: logfmt or json) with the
+ * final status, the body bytes delivered, and whether the response completed. */
+void gw_access_log(const struct gw_req *req, unsigned status, uint64_t delivered, bool complete);
 
 /* ---- delivered bytes (delivered.c) ----------------------------------------------------------- */
 /* The bytes the peer has acknowledged on TCP socket fd so far. CM_ERR when unknown. */

@@ -61,6 +61,7 @@ enum MHD_Result gw_reply_json(struct gw_req *req, struct MHD_Connection *c, unsi
 enum MHD_Result gw_reply_error(struct gw_req *req, struct MHD_Connection *c, unsigned status,
                                const char *code, const char *message)
 {
+    cm_copy(req->error_code, sizeof req->error_code, code); /* the access log's decision */
     struct MHD_Response *resp =
         json_response(json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message));
     if (resp != NULL && status == MHD_HTTP_UNAUTHORIZED) /* RFC 9110 §11.6.1 */
@@ -79,5 +80,6 @@ enum MHD_Result gw_reply_challenge(struct gw_req *req, struct MHD_Connection *c)
     if (resp != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
                                 "Basic realm=\"hubmeter\", charset=\"UTF-8\"");
+    cm_copy(req->error_code, sizeof req->error_code, "authentication_required");
     return gw_reply(req, c, MHD_HTTP_UNAUTHORIZED, resp);
 }

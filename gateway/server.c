@@ -71,6 +71,8 @@ static enum MHD_Result proxy(struct gw_req *req, struct MHD_Connection *c, const
 {
     const struct hm_config *cfg = req->gw->cfg;
     req->metered = true;
+    gw_metrics_download_started(&req->gw->metrics);
+    int64_t admit_start = cm_now_us();
     gw_repo_from_path(cfg->repo_patterns, url, req->repo, sizeof req->repo);
     bool get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
     bool body = method_with_body(req->method);
@@ -87,7 +89,9 @@ static enum MHD_Result proxy(struct gw_req *req, struct MHD_Connection *c, const
     if (req->id.org_id == 0 && cfg->challenge_paths[0] != '\0' &&
         gw_path_matches(cfg->challenge_paths, url))
         return gw_reply_challenge(req, c);
-    if (gw_admit(req, c, &mhd) != CM_OK)
+    int admitted = gw_admit(req, c, &mhd);
+    gw_metrics_admission_latency(&req->gw->metrics, cm_now_us() - admit_start);
+    if (admitted != CM_OK)
         return mhd;
     if (cfg->upstream_is_file)
         return gw_upstream_file(req, c, url);
@@ -226,26 +230,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     uint64_t delivered = delivered_bytes(req, complete);
     if (req->metered) {
         record_usage(req, status, delivered > req->checkpointed ? delivered - req->checkpointed : 0);
-        gw_metrics_request_done(&gw->metrics, status, delivered);
+        char plan[32];
+        gw_metrics_plan_label(&req->id, plan, sizeof plan);
+        gw_metrics_request_done(&gw->metrics, plan, status, delivered);
         if (req->upstream_ms >= 0)
             gw_metrics_upstream_latency(&gw->metrics, req->upstream_ms);
     }
     gw_quota_end(req, status);
     atomic_fetch_sub(&gw->metrics.in_flight, 1);
     gw_watchdog_head(c, false); /* a kept-alive connection now waits for its next head */
-    cm_log(CM_LOG_INFO, "request",
-           "method=%s status=%u bytes=%llu complete=%s org=%s key=%s client=%s repo=%s ms=%lld "
-           "upstream_status=%u upstream_ms=%lld decision=%s",
-           req->method, status, (unsigned long long)delivered, complete ? "yes" : "no",
-           req->id.org_id ? req->id.org_slug : "-", req->key_display[0] ? req->key_display : "-",
-           req->client_ip, req->repo[0] ? req->repo : "-",
-           (long long)((cm_now_us() - req->start_us) / 1000), req->upstream_status,
-           (long long)req->upstream_ms,
-           req->refused_by[0]                              ? req->refused_by
-           : req->quota_decided && req->quota.would_refuse ? "shadow_refused"
-           : req->quota_decided && req->quota.degraded     ? "admitted_locally"
-           : req->quota_decided                            ? "admitted"
-                                                           : "-");
+    gw_access_log(req, status, delivered, complete);
     gw_upstream_http_abandon(req);
     req->magic = 0;
     free(req);
@@ -355,6 +349,7 @@ int gw_serve(const struct hm_config *cfg)
 
     char err[512];
     struct gw gw = {.cfg = cfg};
+    gw_metrics_init(&gw.metrics);
     struct meter_flusher *flusher = NULL;
     int rc = 1;
     if (cfg->upstream_is_file && realpath(cfg->upstream_dir, gw.upstream_root) == NULL) {
@@ -421,5 +416,6 @@ fail:
     gw_idcache_free(gw.ids);
     cm_pg_pool_free(gw.pg);
     gw_upstream_http_global_cleanup();
+    gw_metrics_destroy(&gw.metrics);
     return rc;
 }

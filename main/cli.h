@@ -18,6 +18,8 @@ int cli_usage(const struct hm_config *cfg, int argc, char **argv);
 int cli_quota(const struct hm_config *cfg, int argc, char **argv);
 int cli_report(const struct hm_config *cfg, int argc, char **argv);
 int cli_networks(const struct hm_config *cfg, int argc, char **argv);
+/* Needs no configuration: runs before it is loaded. */
+int cli_config(int argc, char **argv);
 
 /* Shared helpers (cli_util.c). */
 /* Connects to PostgreSQL for a CLI command; prints the reason and returns NULL on failure. */

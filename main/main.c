@@ -26,7 +26,10 @@ static const char USAGE[] =
     "  networks add|list|remove                    map CIDR ranges to organisations\n"
     "  usage show|top|export|adjust|reconcile      usage of an org, top consumers, checks\n"
     "  quota show ORG                              an org's quota state (limits, remaining, month)\n"
-    "  report funding                              funding-ask report for a month\n"    "\n"
+    "  report funding                              funding-ask report for a month\n"
+
+    "  config keys [--json]                        list the configuration keys hubmeter knows\n"
+    "\n"
     "Configuration comes from HUBMETER_* environment variables (see README.md); --config\n"
     "FILE adds KEY=value lines, which the environment overrides. COMMAND --help for more.\n";
 
@@ -127,6 +130,8 @@ int main(int argc, char **argv)
         fputs(USAGE, stdout);
         return 0;
     }
+    if (strcmp(cmd, "config") == 0)
+        return cli_config(sub_argc, sub_argv);
     struct hm_config cfg;
     char err[512];
     if (cm_config_load(&cfg, config_file, err, sizeof err) != CM_OK) {

@@ -197,6 +197,7 @@ static redisReply *command(struct meter_flusher *f, const char *fmt, ...)
     redisReply *r = redisvCommand(f->redis, fmt, ap);
     va_end(ap);
     if (r == NULL) {
+        meter_stats_add(METER_REDIS_ERRORS, 1);
         redisFree(f->redis);
         f->redis = NULL;
     }
@@ -255,7 +256,11 @@ static int handle_entry(struct meter_flusher *f, const redisReply *entry, int *a
     }
     if (fresh) {
         (*applied)++;
+        meter_stats_add(METER_FLUSHER_BATCHES, 1);
+        meter_stats_set(METER_FLUSHER_LAST_BATCH, cm_now_us() / 1000000);
         cm_log(CM_LOG_DEBUG, "batch_applied", "stream_id=%s", id);
+    } else if (type != NULL && strcmp(type, "batch") == 0) {
+        meter_stats_add(METER_FLUSHER_DUPLICATES, 1);
     }
     redisReply *r = command(f, "XACK " METER_STREAM " " METER_GROUP " %s", id);
     freeReplyObject(r);
@@ -314,6 +319,8 @@ static void rollup(struct meter_flusher *f)
     int64_t complete;
     if (meter_complete_until(f->db, &complete, err, sizeof err) != CM_OK)
         return;
+    int64_t lag = cm_now_us() / 1000000 - complete;
+    meter_stats_set(METER_WATERMARK_LAG, lag > 0 ? lag : 0);
     cm_fmt(wm, sizeof wm, "%lld", (long long)complete);
     cm_fmt(grace, sizeof grace, "%u hours", f->cfg->month_close_grace_h);
     const char *params[] = {wm, grace};
@@ -411,6 +418,7 @@ static void *flusher_main(void *arg)
         char err[512];
         int applied;
         if (meter_flusher_step(f, 500, &applied, err, sizeof err) != CM_OK) {
+            meter_stats_add(METER_FLUSHER_ERRORS, 1);
             if (f->failures++ % 30 == 0)
                 cm_log(CM_LOG_WARN, "flusher_unavailable", "error=\"%s\"", err);
             for (int i = 0; i < 10 && !atomic_load(&f->stop); i++)

@@ -44,6 +44,23 @@ void meter_journal_state(struct meter *m, uint64_t *bytes, uint64_t *unjournaled
 /* Ships what is left (bounded wait), sends a final heartbeat, stops the thread, frees. */
 void meter_free(struct meter *m);
 
+/* ---- pipeline statistics (meter/stats.c), for /-/metrics ------------------------------------ */
+/* Process-wide: what this process's shipper and flusher saw. -1: not known (yet). */
+struct meter_stats {
+    uint64_t redis_errors;       /* failed Redis connections and commands */
+    uint64_t batches_shipped;    /* batches XADDed to the usage stream */
+    int64_t outbox_batches;      /* batches in the journal not yet known applied */
+    int64_t stream_length;       /* XLEN of the usage stream (at the last heartbeat) */
+    int64_t stream_pending;      /* entries delivered to flushers, not acknowledged */
+    int64_t stream_lag;          /* entries not yet delivered to any flusher */
+    uint64_t flusher_batches;    /* batches this process's flusher applied */
+    uint64_t flusher_duplicates; /* batches it found applied already (no-ops) */
+    uint64_t flusher_errors;     /* rounds that failed (Redis or PostgreSQL away) */
+    int64_t flusher_last_batch;  /* unix seconds of its last applied batch, 0 none */
+    int64_t watermark_lag_s;     /* now - complete_until, as its flusher last read it */
+};
+void meter_stats_read(struct meter_stats *out);
+
 /* ---- flusher (meter/flusher.c) --------------------------------------------------------------- */
 struct meter_flusher;
 struct meter_flusher *meter_flusher_new(const struct hm_config *cfg, char *err, size_t errlen);

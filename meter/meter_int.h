@@ -15,6 +15,28 @@
 redisContext *meter_redis_connect(const char *url, unsigned timeout_ms, char *err,
                                   size_t errlen);
 
+/* Process-wide pipeline statistics (meter/stats.c): atomics written by the shipper and
+ * flusher threads, read by meter_stats_read(). */
+enum meter_counter {
+    METER_REDIS_ERRORS,
+    METER_BATCHES_SHIPPED,
+    METER_FLUSHER_BATCHES,
+    METER_FLUSHER_DUPLICATES,
+    METER_FLUSHER_ERRORS,
+    METER_N_COUNTERS
+};
+enum meter_gauge {
+    METER_OUTBOX_BATCHES,
+    METER_STREAM_LENGTH,
+    METER_STREAM_PENDING,
+    METER_STREAM_LAG,
+    METER_FLUSHER_LAST_BATCH,
+    METER_WATERMARK_LAG,
+    METER_N_GAUGES
+};
+void meter_stats_add(enum meter_counter c, uint64_t n);
+void meter_stats_set(enum meter_gauge g, int64_t v);
+
 /* Aggregation of records into rows keyed by (minute, org, key, network, repo, method,
  * status class, refusal). Not thread-safe: the shipper guards it with its lock. */
 struct meter_agg;

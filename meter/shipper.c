@@ -145,6 +145,7 @@ static int redis_call(struct meter *m, redisReply **reply, const char *fmt, ...)
     if (m->redis == NULL) {
         m->redis = meter_redis_connect(m->cfg->redis_url, 2000, err, sizeof err);
         if (m->redis == NULL) {
+            meter_stats_add(METER_REDIS_ERRORS, 1);
             if (m->failures++ % 30 == 0)
                 cm_log(CM_LOG_WARN, "redis_unavailable", "component=shipper error=\"%s\"", err);
             return CM_UNAVAIL;
@@ -169,6 +170,7 @@ static int redis_call(struct meter *m, redisReply **reply, const char *fmt, ...)
     *reply = redisvCommand(m->redis, fmt, ap);
     va_end(ap);
     if (*reply == NULL) {
+        meter_stats_add(METER_REDIS_ERRORS, 1);
         if (m->failures++ % 30 == 0)
             cm_log(CM_LOG_WARN, "redis_unavailable", "component=shipper error=\"%s\"",
                    m->redis->errstr);
@@ -177,6 +179,7 @@ static int redis_call(struct meter *m, redisReply **reply, const char *fmt, ...)
         return CM_UNAVAIL;
     }
     if ((*reply)->type == REDIS_REPLY_ERROR) {
+        meter_stats_add(METER_REDIS_ERRORS, 1);
         cm_log(CM_LOG_ERROR, "redis_error", "component=shipper error=\"%.200s\"", (*reply)->str);
         freeReplyObject(*reply);
         *reply = NULL;
@@ -201,6 +204,7 @@ static size_t ship_outbox(struct meter *m)
                                        b->id, b->body) == CM_OK) {
             freeReplyObject(r);
             b->shipped = true;
+            meter_stats_add(METER_BATCHES_SHIPPED, 1);
             cm_fault("ship:after_xadd");
         } else {
             waiting++;
@@ -257,6 +261,39 @@ static void release_applied(struct meter *m)
     PQclear(res);
 }
 
+/* Reads the usage stream's length, and the flushers' group's pending entries and lag
+ * (Redis 7 XINFO GROUPS), into the pipeline statistics. */
+static void stream_state(struct meter *m)
+{
+    redisReply *r = NULL;
+    if (redis_call(m, &r, "XLEN " METER_STREAM) == CM_OK && r->type == REDIS_REPLY_INTEGER)
+        meter_stats_set(METER_STREAM_LENGTH, r->integer);
+    freeReplyObject(r);
+    r = NULL;
+    if (redis_call(m, &r, "XINFO GROUPS " METER_STREAM) != CM_OK)
+        return;
+    for (size_t i = 0; r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const redisReply *g = r->element[i];
+        bool ours = false;
+        long long pending = -1, lag = -1;
+        for (size_t k = 0; g->type == REDIS_REPLY_ARRAY && k + 1 < g->elements; k += 2) {
+            const char *name = g->element[k]->type == REDIS_REPLY_STRING ? g->element[k]->str : "";
+            const redisReply *v = g->element[k + 1];
+            if (strcmp(name, "name") == 0 && v->type == REDIS_REPLY_STRING)
+                ours = strcmp(v->str, METER_GROUP) == 0;
+            else if (strcmp(name, "pending") == 0 && v->type == REDIS_REPLY_INTEGER)
+                pending = v->integer;
+            else if (strcmp(name, "lag") == 0 && v->type == REDIS_REPLY_INTEGER)
+                lag = v->integer; /* nil when Redis cannot tell */
+        }
+        if (ours) {
+            meter_stats_set(METER_STREAM_PENDING, pending);
+            meter_stats_set(METER_STREAM_LAG, lag);
+        }
+    }
+    freeReplyObject(r);
+}
+
 static void heartbeat(struct meter *m, int64_t cutoff_ms, bool final)
 {
     redisReply *r = NULL;
@@ -266,6 +303,7 @@ static void heartbeat(struct meter *m, int64_t cutoff_ms, bool final)
                    m->source, cutoff, final ? "1" : "0") == CM_OK) {
         freeReplyObject(r);
         m->last_heartbeat_ms = cm_mono_ms();
+        stream_state(m);
     }
 }
 
@@ -303,6 +341,7 @@ static size_t round_trip(struct meter *m, int64_t *cutoff_ms)
     atomic_store(&m->journal_bytes, meter_journal_bytes(m->journal));
     pthread_mutex_unlock(&m->lock);
     size_t waiting = m->n_out;
+    meter_stats_set(METER_OUTBOX_BATCHES, (int64_t)m->n_out);
     if (cm_mono_ms() >= m->retry_at_ms) {
         waiting = ship_outbox(m);
         if (waiting > 0)

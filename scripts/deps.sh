@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — installs the Debian packages hubmeter needs to build, test
-# and run (compiler, libraries, Redis, PostgreSQL, nginx; Chromium renders the
-# funding report's HTML in the tests). Idempotent: does
+# and run (compiler, libraries, Redis, PostgreSQL, nginx; promtool; Chromium
+# renders the funding report's HTML in the tests). Idempotent: does
 # nothing when everything is already installed. Never prompts (works in CI).
 # System services are prevented from auto-starting during the install.
 set -euo pipefail
@@ -13,7 +13,10 @@ PACKAGES=(
   redis-server postgresql nginx-light libnginx-mod-http-echo
   curl ca-certificates procps
   chromium
+  prometheus
 )
+# prometheus: only its promtool is used, by the tests (promtool check metrics / config);
+# the policy below keeps its daemon from starting.
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

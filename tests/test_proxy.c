@@ -284,7 +284,8 @@ Test(proxy, metrics_count_requests_bytes_and_upstream_latency, .init = start, .f
     th_response_free(&r);
     url(u, sizeof u, "/-/metrics");
     char ct[128], want[128];
-    snprintf(want, sizeof want, "hubmeter_response_bytes_total %zu\n", len);
+    snprintf(want, sizeof want,
+             "hubmeter_response_bytes_total{plan=\"anonymous\",status_class=\"2xx\"} %zu\n", len);
     /* The request is counted when its connection reports completion, which may trail the
      * client's last byte by a moment: poll. */
     int64_t deadline = th_now_ms() + 5000;
@@ -298,8 +299,9 @@ Test(proxy, metrics_count_requests_bytes_and_upstream_latency, .init = start, .f
     }
     cr_assert(th_header(&r, "Content-Type", ct, sizeof ct));
     cr_assert(strncmp(ct, "text/plain; version=0.0.4", 25) == 0, "%s", ct);
-    cr_assert(strstr(r.body, "hubmeter_requests_total{status_class=\"2xx\"} 1\n") != NULL, "%s",
-              r.body);
+    cr_assert(strstr(r.body, "hubmeter_requests_total{plan=\"anonymous\",status_class=\"2xx\"} 1\n") !=
+                  NULL,
+              "%s", r.body);
     cr_assert(strstr(r.body, want) != NULL, "%s", r.body);
     cr_assert(strstr(r.body, "hubmeter_upstream_latency_seconds_count 1\n") != NULL, "%s",
               r.body);
