@@ -336,8 +336,7 @@ static enum MHD_Result dispatch(struct gw_admin *adm, struct adm_req *a, struct 
         return adm_error(a, c, MHD_HTTP_NOT_FOUND, "not_found", "no such admin endpoint");
     if (adm_orgs(a, c, &r) || adm_plans(a, c, &r) || adm_keys(a, c, &r) ||
         adm_networks(a, c, &r) || adm_usage(a, c, &r) || adm_tokens(a, c, &r) ||
-        adm_webhooks(a, c, &r) ||
-        adm_audit(a, c, &r))
+        adm_webhooks(a, c, &r) || adm_reports(a, c, &r) || adm_audit(a, c, &r))
         return r;
     return adm_error(a, c, MHD_HTTP_NOT_FOUND, "not_found",
                      "no such admin endpoint (or not with this method): see README.md");

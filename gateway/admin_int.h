@@ -1,5 +1,5 @@
 /*
- * Admin API internals shared by admin.c, admin_orgs.c and admin_keys.c only: the admin
+ * Admin API internals shared by the gateway/admin*.c files only: the admin
  * request (an authenticated operator's call, with its body and path segments), reply and
  * parsing helpers, and the route handlers each file offers the router.
  */
@@ -62,5 +62,6 @@ bool adm_keys(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *r);
 bool adm_networks(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *r);
 bool adm_usage(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *r);
 bool adm_webhooks(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *r);
+bool adm_reports(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *r);
 
 #endif

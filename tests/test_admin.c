@@ -727,3 +727,60 @@ Test(admin_cli, orgs_plans_keys_networks_and_usage_from_the_terminal)
 }
 
 TestSuite(admin_cli, .init = setup, .fini = teardown, .timeout = 120);
+
+/* GET /admin/v1/reports/funding: the CLI's report, as JSON, CSV and HTML, with the
+ * billing module's error codes. */
+Test(admin, the_funding_report_is_served_as_json_csv_and_html, .init = setup,
+     .fini = teardown)
+{
+    /* Last month: 2 TB pulled by a commercial org (keyed). */
+    free(db_value("SELECT hm_usage_partition(date_trunc('month', now()) - interval '1 month')::text"));
+    long st;
+    json_decref(ok(201, "POST", "orgs", "{\"slug\":\"bigco\",\"name\":\"Big Co\","
+                                        "\"class\":\"commercial\"}"));
+    free(db_value("INSERT INTO usage_minute (bucket, org_id, repo, method, status_class,"
+                  " requests, bytes) SELECT date_trunc('month', now()) - interval '1 month'"
+                  " + interval '3 days', id, 'acme/model', 'GET', 2, 1000, 2000000000000"
+                  " FROM orgs WHERE slug = 'bigco' RETURNING 1::text"));
+    /* As a late batch would: its hour is rolled up again (until then read by minute). */
+    free(db_value("INSERT INTO rollup_dirty SELECT date_trunc('month', now()) - interval"
+                  " '1 month' + interval '3 days' ON CONFLICT DO NOTHING RETURNING 1::text"));
+    char period[16];
+    char *p = db_value("SELECT to_char(date_trunc('month', now()) - interval '1 month', 'YYYY-MM')");
+    cm_copy(period, sizeof period, p);
+    free(p);
+    char path[128];
+    snprintf(path, sizeof path, "reports/funding?period=%s", period);
+    json_t *doc = ok(200, "GET", path, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(doc, "period")), period);
+    json_t *totals = json_object_get(doc, "totals");
+    cr_assert_eq(json_integer_value(json_object_get(totals, "bytes")), 2000000000000LL);
+    json_t *first = json_array_get(json_object_get(doc, "consumers"), 0);
+    json_int_t cost = json_integer_value(json_object_get(totals, "period_cost_micros"));
+    cr_assert_gt(cost, 0);
+    json_decref(doc);
+    /* CSV and HTML: the same report, other renderings. */
+    const char *formats[][2] = {{"csv", "text/csv"}, {"html", "text/html"}};
+    for (int i = 0; i < 2; i++) {
+        char u[512];
+        snprintf(u, sizeof u, "%s/admin/v1/reports/funding?period=%s&format=%s", gw.admin_base,
+                 period, formats[i][0]);
+        struct th_response r;
+        th_http("GET", u, (const char *[]){bearer, NULL}, &r);
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        char ct[128];
+        cr_assert(th_header(&r, "Content-Type", ct, sizeof ct));
+        cr_assert(strncmp(ct, formats[i][1], strlen(formats[i][1])) == 0, "%s", ct);
+        cr_assert(strstr(r.body, "bigco") != NULL, "the consumer is in the %s", formats[i][0]);
+        th_response_free(&r);
+    }
+    (void)first;
+    fails(400, "bad_period", "GET", "reports/funding?period=2026-13", NULL);
+    fails(400, "bad_parameter", "GET", "reports/funding", NULL);
+    fails(400, "bad_parameter", "GET", "reports/funding?period=2026-10&format=pdf", NULL);
+    fails(400, "future_period", "GET", "reports/funding?period=2999-01", NULL);
+    fails(404, "unknown_period", "GET", "reports/funding?period=2001-01", NULL);
+    json_t *e = adm_as(NULL, "GET", path, NULL, &st);
+    cr_assert_eq(st, 401);
+    json_decref(e);
+}
