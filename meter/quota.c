@@ -175,6 +175,18 @@ static void period_of(int64_t now_s, int anchor, int64_t *start, int64_t *end, i
     cm_fmt(next_name, namelen, "m:%04d%02d%02d", b.tm_year + 1900, b.tm_mon + 1, b.tm_mday);
 }
 
+/* The keys most scripts take, in their order: requests, bytes, month, next month,
+ * concurrency (all in the subject's hash slot). */
+static void subject_keys(struct quota_job *j, const char *subject, const char *mname,
+                         const char *mnext)
+{
+    quota_job_key(j, subject, "r");
+    quota_job_key(j, subject, "b");
+    quota_job_key(j, subject, mname);
+    quota_job_key(j, subject, mnext);
+    quota_job_key(j, subject, "c");
+}
+
 /* ---- local state ---------------------------------------------------------------------------- */
 
 static int local_slot(const char *subject)
@@ -309,11 +321,7 @@ static int admit_redis(struct meter_quota *q, const struct meter_flow *f, bool c
     struct quota_job *j = quota_job_new(QS_ADMIT);
     if (j == NULL)
         return CM_UNAVAIL;
-    quota_job_key(j, f->subject, "r");
-    quota_job_key(j, f->subject, "b");
-    quota_job_key(j, f->subject, mname);
-    quota_job_key(j, f->subject, mnext);
-    quota_job_key(j, f->subject, "c");
+    subject_keys(j, f->subject, mname, mnext);
     quota_job_key(j, f->subject, "ev");
     char seeded[64];
     cm_fmt(seeded, sizeof seeded, "%s:s", mname);
@@ -752,11 +760,7 @@ static void give_back(struct meter_quota *q, const struct meter_plan *p, const c
     struct quota_job *j = quota_job_new(QS_END);
     if (j == NULL)
         return;
-    quota_job_key(j, subject, "r");
-    quota_job_key(j, subject, "b");
-    quota_job_key(j, subject, mname);
-    quota_job_key(j, subject, mnext);
-    quota_job_key(j, subject, "c");
+    subject_keys(j, subject, mname, mnext);
     quota_job_arg(j, "%lld", (long long)p->requests_per_minute);
     quota_job_arg(j, "%lld", (long long)p->request_burst);
     quota_job_arg(j, "%lld", (long long)p->bytes_per_second);
@@ -875,11 +879,7 @@ void meter_quota_peek(struct meter_quota *q, const struct meter_plan *plan, cons
     struct quota_job *j = quota_job_new(QS_PEEK);
     bool remote = false;
     if (j != NULL) {
-        quota_job_key(j, subject, "r");
-        quota_job_key(j, subject, "b");
-        quota_job_key(j, subject, mname);
-        quota_job_key(j, subject, mnext);
-        quota_job_key(j, subject, "c");
+        subject_keys(j, subject, mname, mnext);
         quota_job_key(j, subject, "ev");
         quota_job_arg(j, "%lld", (long long)plan->requests_per_minute);
         quota_job_arg(j, "%lld", (long long)plan->request_burst);
