@@ -6,8 +6,9 @@
  * forwarded; hop-by-hop headers are dropped both ways.
  */
 #include "gateway/gw_int.h"
-
 #include "gateway/transfer.h"
+
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -28,6 +29,7 @@ struct stream {
     char *buf;
     size_t start, len; /* unread bytes are buf[start .. start+len) */
     bool head_done, done, paused;
+    bool watch_client; /* the client's socket is polled while waiting on the upstream */
     CURLcode result;
     long status;
     struct header headers[HEADER_MAX];
@@ -183,9 +185,18 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
     return n;
 }
 
+/* True when the client at fd has hung up (or its socket failed). */
+static bool client_gone(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
 /* Runs curl until what is wanted happened (or the transfer ended): the response head,
  * body bytes to read, or the current request-body chunk taken. CM_OK then, CM_AGAIN
- * after the idle (or, before the head, the first-byte) timeout without progress. */
+ * after the idle (or, before the head, the first-byte) timeout without progress, CM_ERR
+ * when the client hung up meanwhile (its socket is watched too, so a gone client does
+ * not keep the transfer waiting on a slow upstream). */
 static int pump(struct stream *s, enum want want)
 {
     int64_t deadline = cm_mono_ms() + (s->head_done ? s->idle_ms : s->first_byte_ms);
@@ -206,7 +217,15 @@ static int pump(struct stream *s, enum want want)
         int64_t left_ms = deadline - cm_mono_ms();
         if (left_ms <= 0 || atomic_load(&s->req->gw->stopping))
             return CM_AGAIN;
-        curl_multi_poll(s->multi, NULL, 0, (int)(left_ms < 1000 ? left_ms : 1000), NULL);
+        struct curl_waitfd client = {.fd = s->req->fd, .events = CURL_WAIT_POLLIN};
+        bool watch = s->watch_client && s->req->fd >= 0;
+        curl_multi_poll(s->multi, watch ? &client : NULL, watch ? 1 : 0,
+                        (int)(left_ms < 1000 ? left_ms : 1000), NULL);
+        if (watch && (client.revents & CURL_WAIT_POLLIN)) {
+            if (client_gone(s->req->fd))
+                return CM_ERR;
+            s->watch_client = false; /* pipelined or body bytes: read after this, not now */
+        }
     }
 }
 
@@ -274,6 +293,12 @@ static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
             s->req->bytes_sent += s->direct_len;
             gw_checkpoint(s->req);
             return paced(s, s->direct_len);
+        }
+        if (rc == CM_ERR) {
+            cm_log(CM_LOG_INFO, "client_gone", "delivered=%llu",
+                   (unsigned long long)s->delivered);
+            s->req->stream_failed = true;
+            return MHD_CONTENT_READER_END_WITH_ERROR;
         }
         if (rc == CM_AGAIN) {
             cm_log(CM_LOG_WARN, "upstream_idle_timeout", "delivered=%llu",
@@ -451,6 +476,7 @@ enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, c
     if (s == NULL)
         return MHD_NO;
     s->req = req;
+    s->watch_client = true;
     s->idle_ms = req->gw->cfg->upstream_idle_timeout_ms;
     s->first_byte_ms = req->gw->cfg->upstream_first_byte_timeout_ms;
     s->uploading = with_body;
@@ -470,7 +496,8 @@ enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, c
     req->stream = s;
     if (with_body)
         return MHD_YES; /* the body arrives in the next calls */
-    pump(s, WANT_HEAD);
+    if (pump(s, WANT_HEAD) == CM_ERR)
+        return MHD_NO; /* the client hung up while the upstream was thinking */
     return respond(req, c, s);
 }
 
@@ -486,7 +513,10 @@ enum MHD_Result gw_upstream_http_feed(struct gw_req *req, const char *data, size
         }
         /* The upstream may answer (or fail) before taking the whole body: the rest of the
          * client's body is then read and dropped, and the answer is what the client gets. */
-        if (pump(s, WANT_INPUT_TAKEN) != CM_OK || s->done || s->head_done)
+        int rc = pump(s, WANT_INPUT_TAKEN);
+        if (rc == CM_ERR)
+            return MHD_NO;
+        if (rc != CM_OK || s->done || s->head_done)
             s->upload_dropped = s->in_len > 0 || s->done;
         s->in_len = 0;
     }
@@ -504,7 +534,8 @@ enum MHD_Result gw_upstream_http_finish(struct gw_req *req, struct MHD_Connectio
         s->read_paused = false;
         curl_easy_pause(s->easy, CURLPAUSE_CONT);
     }
-    pump(s, WANT_HEAD);
+    if (pump(s, WANT_HEAD) == CM_ERR)
+        return MHD_NO;
     return respond(req, c, s);
 }
 

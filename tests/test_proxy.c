@@ -126,6 +126,38 @@ Test(proxy, an_upstream_slower_than_the_first_byte_timeout_is_a_504, .init = sta
     th_response_free(&r);
 }
 
+static long in_flight(void)
+{
+    char u[256];
+    url(u, sizeof u, "/-/metrics");
+    struct th_response r;
+    th_http("GET", u, NULL, &r);
+    const char *m = strstr(r.body, "\nhubmeter_requests_in_flight ");
+    cr_assert(m != NULL, "%s", r.body);
+    long v = strtol(m + strlen("\nhubmeter_requests_in_flight "), NULL, 10);
+    th_response_free(&r);
+    return v;
+}
+
+Test(proxy, a_client_that_hangs_up_while_the_upstream_thinks_is_let_go_at_once,
+     .init = start, .fini = stop)
+{
+    /* The upstream answers after 2 s; the client gives up after 0.3 s. The gateway must
+     * notice the hang-up (not wait for the upstream or its 30 s first-byte timeout). */
+    char u[256];
+    url(u, sizeof u, "/api/slow");
+    _Atomic uint64_t got = 0;
+    long status = 0;
+    int64_t t0 = th_now_ms();
+    th_http_for(u, NULL, 300, &got, &status);
+    long n = 2;
+    while (th_now_ms() - t0 < 1500 && (n = in_flight()) > 1) /* 1: this metrics request */
+        usleep(50 * 1000);
+    cr_assert_leq(n, 1, "the abandoned request still runs %lld ms later",
+                  (long long)(th_now_ms() - t0));
+    cr_assert_lt(th_now_ms() - t0, 1500);
+}
+
 /* A one-shot upstream that promises 100000 bytes, sends 1000 and hangs up. */
 static int reset_port;
 static void *reset_upstream(void *arg)
