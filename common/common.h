@@ -79,6 +79,7 @@ struct hm_config {
     unsigned minute_retention_days; /* minute rows older than this go (0: kept forever) */
     bool run_flusher; /* serve also runs the flusher */
     bool quotas;      /* plans are enforced (off: requests are metered only) */
+    unsigned workers; /* event loops serving the gateway's connections (0: one per CPU) */
     unsigned redis_timeout_ms;  /* each quota call waits at most this for Redis */
     char anonymous_plan[64];    /* the plan of anonymous traffic, per client network */
     unsigned webhook_interval_ms; /* how often quota webhooks are looked for and sent */

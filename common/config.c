@@ -68,6 +68,7 @@ static const struct opt options[] = {
     {"HUBMETER_MINUTE_RETENTION_DAYS", OPT_UINT, F(minute_retention_days), 0, 36600, false},
     {"HUBMETER_MONTH_CLOSE_GRACE_H", OPT_UINT, F(month_close_grace_h), 0, 24 * 366, false},
     {"HUBMETER_QUOTAS", OPT_BOOL, F(quotas), 0, 0, false},
+    {"HUBMETER_WORKERS", OPT_UINT, F(workers), 0, 64, false},
     {"HUBMETER_REDIS_TIMEOUT_MS", OPT_UINT, F(redis_timeout_ms), 1, 10000, false},
     {"HUBMETER_ANONYMOUS_PLAN", OPT_STRING, F(anonymous_plan), 0, 0, false},
     {"HUBMETER_FLUSH_CLAIM_IDLE_MS", OPT_UINT, F(flush_claim_idle_ms), 100, 86400000, false},

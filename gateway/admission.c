@@ -2,21 +2,20 @@
  * Admission: which plan holds a request (the org's, or the anonymous plan per client
  * network), the quota decision before the upstream is touched, the rate-limit headers on
  * every response (IETF draft -10 in the form DESIGN.md gives, plus GitHub's X-RateLimit-*),
- * 429 refusals with Retry-After and a JSON body, pacing of downloads while their org's
- * byte bucket is in debt, and the end of each request's quota state.
+ * 429 refusals with Retry-After and a JSON body, the bytes charged as downloads flow (how
+ * long a stream must pause while its org's byte bucket is in debt), and the end of each
+ * request's quota state.
  * Plans are cached from PostgreSQL and reloaded every PLAN_TTL_MS, so plan changes reach
  * every gateway within seconds; a plan not yet known triggers an early reload.
  */
 #include "gateway/gw_int.h"
 
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define PLAN_TTL_MS 2000
 #define PLAN_MISS_RELOAD_MS 200
-#define PACE_SLICE_MS 250
 
 struct gw_plans {
     pthread_mutex_t mu;      /* guards list, n, loaded_ms */
@@ -265,29 +264,15 @@ void gw_quota_headers(struct gw_req *req, struct MHD_Response *resp)
     }
 }
 
-/* Waits ms for the paced stream, waking early only when the client hangs up. */
-static int pace_wait(struct gw_req *req, int64_t wait_us)
-{
-    int64_t until = cm_mono_ms() + (wait_us + 999) / 1000;
-    for (int64_t left = until - cm_mono_ms(); left > 0; left = until - cm_mono_ms()) {
-        struct pollfd p = {.fd = req->fd, .events = POLLRDHUP};
-        int n = poll(&p, 1, (int)(left < PACE_SLICE_MS ? left : PACE_SLICE_MS));
-        if (n > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)))
-            return CM_ERR;
-    }
-    return CM_OK;
-}
-
-int gw_quota_flow(struct gw_req *req, uint64_t n)
+int64_t gw_quota_charge(struct gw_req *req, uint64_t n)
 {
     if (!req->quota_decided || !req->qflow.bytes_tracked || n == 0)
-        return CM_OK;
+        return 0;
     int64_t wait_us = 0;
     meter_quota_bytes(req->gw->quota, &req->qflow, n, &wait_us);
-    if (wait_us <= 0)
-        return CM_OK;
-    atomic_fetch_add(&req->gw->metrics.paced_us, (uint64_t)wait_us);
-    return pace_wait(req, wait_us);
+    if (wait_us > 0)
+        atomic_fetch_add(&req->gw->metrics.paced_us, (uint64_t)wait_us);
+    return wait_us > 0 ? wait_us : 0;
 }
 
 void gw_quota_end(struct gw_req *req, unsigned status)

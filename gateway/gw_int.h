@@ -5,6 +5,7 @@
 #ifndef HM_GW_INT_H
 #define HM_GW_INT_H
 
+#include <curl/curl.h>
 #include <limits.h>
 #include <microhttpd.h>
 #include <stdatomic.h>
@@ -15,6 +16,14 @@
 #include "registry/registry.h"
 
 #define GW_REQ_MAGIC 0x68726571u /* "hreq": checked whenever a request comes back as void * */
+
+/* What an epoll event of a worker is about (worker.c). */
+enum gw_watch_kind { GW_W_MHD, GW_W_WAKE, GW_W_CURL, GW_W_CLIENT, GW_W_GONE };
+struct gw_watch {
+    enum gw_watch_kind kind;
+    int fd;
+    void *obj; /* GW_W_CLIENT: the struct gw_req; GW_W_GONE: the next freed watch */
+};
 
 struct gw_idcache;
 struct gw_watchdog;
@@ -57,9 +66,13 @@ struct gw_metrics {
     _Atomic uint64_t paced_us; /* time downloads were held back by byte buckets */
 };
 
+#define GW_MAX_WORKERS 64
+struct gw_worker;
+
 struct gw {
     const struct hm_config *cfg;
-    struct MHD_Daemon *daemon;
+    struct gw_worker *workers[GW_MAX_WORKERS]; /* the event loops (worker.c) */
+    int n_workers;
     struct cm_pg_pool *pg;
     struct meter *meter;
     struct gw_idcache *ids;
@@ -138,6 +151,14 @@ struct gw_req {
     struct meter_decision quota;
     struct meter_flow qflow;
     char refused_by[24];  /* the policy of a 429, "" otherwise */
+    /* Event loop state (worker.c): a request waiting on its upstream, its upload buffer or
+     * its org's byte bucket suspends its connection until woken or its timer is due. */
+    struct MHD_Connection *conn;
+    bool suspended, wake_queued, timer_fired, client_watched, client_hung_up;
+    int64_t timer_due_ms;       /* 0: no timer */
+    struct gw_req *timer_next, *ready_next;
+    struct gw_watch client_watch;
+    void *live_stream;          /* the stream its response reads (told when req ends) */
 };
 
 /* A streaming download hands its progress to the meter every GW_CHECKPOINT_BYTES, so a
@@ -198,6 +219,34 @@ void gw_repo_from_path(const char *patterns, const char *path, char *repo, size_
 /* Checks a pattern list; CM_INVALID with err naming the bad pattern. */
 int gw_repo_patterns_check(const char *patterns, char *err, size_t errlen);
 
+/* ---- event loops (worker.c) ---------------------------------------------------------------------- */
+#define GW_STREAM_BUFFER (512 * 1024) /* an upstream response's buffer per connection */
+typedef struct MHD_Daemon *(*gw_daemon_starter)(struct gw *gw, struct gw_worker *w);
+/* Starts a worker whose daemon start() makes (external epoll mode). NULL on failure. */
+struct gw_worker *gw_worker_start(struct gw *gw, int index, gw_daemon_starter start);
+/* Stops accepting connections (running requests go on). Thread-safe. */
+void gw_worker_quiesce(struct gw_worker *w);
+/* Stops the loop (resuming what is suspended), then the daemon; frees. */
+void gw_worker_free(struct gw_worker *w);
+/* The worker whose thread this is (NULL elsewhere). */
+struct gw_worker *gw_worker_self(void);
+CURLM *gw_worker_multi(struct gw_worker *w);
+/* A stream buffer (GW_STREAM_BUFFER bytes) from the worker's pool, or malloc'd; and back. */
+char *gw_worker_buffer(struct gw_worker *w);
+void gw_worker_buffer_give(struct gw_worker *w, char *buf);
+/* Suspends req's connection (from its handler or content reader) until it is woken or
+ * due_ms (CLOCK_MONOTONIC ms) comes; its client's hang-up also wakes it. */
+void gw_req_suspend(struct gw_req *req, int64_t due_ms);
+/* Resumes req (if suspended) at the end of the worker's current round. */
+void gw_req_wake(struct gw_req *req);
+/* Sets (or moves) req's timer. */
+void gw_req_timer(struct gw_req *req, int64_t due_ms);
+/* Removes req from its worker's timers and wake-ups (it ends). */
+void gw_req_forget(struct gw_req *req);
+/* Connection limits, total and per client address (watchdog.c): libmicrohttpd's accept
+ * policy callback (cls: the watchdog). */
+enum MHD_Result gw_conn_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen);
+
 /* ---- upstreams (upstream_http.c, upstream_file.c) -------------------------------------------- */
 /* Forwards req to the HTTP upstream. Without a body: waits for the response head and
  * queues the streamed response (or a JSON error). With a body: starts the transfer, which
@@ -211,6 +260,13 @@ enum MHD_Result gw_upstream_http_finish(struct gw_req *req, struct MHD_Connectio
 void gw_upstream_http_abandon(struct gw_req *req);
 /* Serves the file under the configured directory for path (or a JSON error). */
 enum MHD_Result gw_upstream_file(struct gw_req *req, struct MHD_Connection *c, const char *path);
+/* curl finished easy (called by the worker loop). */
+void gw_upstream_http_done(CURL *easy, CURLcode result);
+/* The handler is called again for req after a resume: answers when the upstream's head
+ * (or its failure, or the first-byte timeout) is there, else suspends again. */
+enum MHD_Result gw_upstream_http_resume(struct gw_req *req, struct MHD_Connection *c);
+/* req ends: its response's stream must not touch it any more. */
+void gw_upstream_http_detach(struct gw_req *req);
 void gw_upstream_http_global_init(void);
 void gw_upstream_http_global_cleanup(void);
 
@@ -227,9 +283,9 @@ bool gw_plan_of(struct gw_req *req, struct meter_plan *plan, char *subject, size
 int gw_admit(struct gw_req *req, struct MHD_Connection *c, enum MHD_Result *mhd);
 /* Adds the rate-limit headers of req's decision (and Retry-After on a refusal) to resp. */
 void gw_quota_headers(struct gw_req *req, struct MHD_Response *resp);
-/* Charges n bytes about to be sent, holding them back while the org's byte bucket is in
- * debt. CM_ERR when the client hung up during the wait. */
-int gw_quota_flow(struct gw_req *req, uint64_t n);
+/* Charges n bytes being sent; returns how long (µs) the stream must then pause while the
+ * org's byte bucket is in debt (0: none). Never waits itself. */
+int64_t gw_quota_charge(struct gw_req *req, uint64_t n);
 /* Ends req's quota state (status 304 refunds the request token). */
 void gw_quota_end(struct gw_req *req, unsigned status);
 

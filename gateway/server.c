@@ -1,8 +1,9 @@
 /*
- * The gateway server: the libmicrohttpd daemon (a thread per connection, capped in
- * total and per client address, with an idle timeout), request routing (/-/ to the
- * gateway's endpoints, everything else to the upstream untouched), and the completion
- * callback that hands every proxied request to the meter. Owns start-up and shutdown.
+ * The gateway server: one listening socket served by the workers' libmicrohttpd daemons
+ * (event loops, worker.c; connections capped in total and per client address, with an
+ * idle timeout), request routing (/-/ to the gateway's endpoints, everything else to the
+ * upstream untouched), and the completion callback that hands every proxied request to
+ * the meter. Owns start-up and shutdown.
  */
 #include "gateway/gw_int.h"
 
@@ -148,6 +149,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     if (req->magic != GW_REQ_MAGIC)
         abort(); /* a stale or foreign pointer: stop before doing damage */
+    req->conn = c;
     if (!req->dispatched) {
         req->dispatched = true;
         enum MHD_Result r;
@@ -164,6 +166,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (req->uploading) /* the body streams on to the upstream as it arrives */
         return *upload_data_size != 0 ? gw_upstream_http_feed(req, upload_data, upload_data_size)
                                       : gw_upstream_http_finish(req, c);
+    if (req->stream != NULL) /* resumed: the upstream's head (or its failure) is there */
+        return gw_upstream_http_resume(req, c);
     *upload_data_size = 0; /* a body nobody asked for (an answer is already queued) */
     return MHD_YES;
 }
@@ -240,13 +244,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     atomic_fetch_sub(&gw->metrics.in_flight, 1);
     gw_watchdog_head(c, false); /* a kept-alive connection now waits for its next head */
     gw_access_log(req, status, delivered, complete);
+    gw_req_forget(req);
+    gw_upstream_http_detach(req);
     gw_upstream_http_abandon(req);
     req->magic = 0;
     free(req);
     *con_cls = NULL;
 }
 
-static int resolve_listen(const struct hm_config *cfg, struct sockaddr_storage *ss)
+static int resolve_listen(const struct hm_config *cfg, struct sockaddr_storage *ss,
+                          socklen_t *len)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
@@ -256,34 +263,57 @@ static int resolve_listen(const struct hm_config *cfg, struct sockaddr_storage *
     if (getaddrinfo(cfg->listen_host, port, &hints, &ai) != 0 || ai == NULL)
         return CM_ERR;
     memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *len = ai->ai_addrlen;
     freeaddrinfo(ai);
     return CM_OK;
 }
 
-static struct MHD_Daemon *start_daemon(struct gw *gw)
+/* The gateway's listening socket, shared by every worker's daemon (each gets a dup). */
+static int open_listener(const struct hm_config *cfg, int *family)
 {
-    const struct hm_config *cfg = gw->cfg;
     struct sockaddr_storage ss;
-    if (resolve_listen(cfg, &ss) != CM_OK) {
+    socklen_t len;
+    if (resolve_listen(cfg, &ss, &len) != CM_OK) {
         fprintf(stderr, "hubmeter: HUBMETER_LISTEN host %s does not resolve\n", cfg->listen_host);
-        return NULL;
+        return -1;
     }
-    /* A thread per connection: a request's thread blocks on its upstream (curl_multi_poll)
-     * or its client (MHD's send), never spins; see BENCH.md for the measurements. poll(),
-     * not select(): descriptors pass 1024 with a few hundred downloads. ITC lets shutdown
-     * stop accepting while downloads finish. */
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC |
-                     (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-    return MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        gw, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL,
-        MHD_OPTION_CONNECTION_LIMIT, cfg->max_connections, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        cfg->max_connections_per_ip, MHD_OPTION_CONNECTION_TIMEOUT, cfg->client_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        1, MHD_OPTION_NOTIFY_CONNECTION, gw_watchdog_notify, gw->watchdog,
-        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024), MHD_OPTION_END);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, 4096) != 0) {
+        fprintf(stderr, "hubmeter: cannot listen on %s:%u (in use, or not allowed)\n",
+                cfg->listen_host, (unsigned)cfg->listen_port);
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *family = ss.ss_family;
+    return fd;
+}
+
+static int listen_fd = -1, listen_family = AF_INET;
+
+/* A worker's daemon: external epoll mode (the worker runs it), suspend/resume for
+ * connections waiting on their upstream, accept policy for the connection limits. */
+static struct MHD_Daemon *start_daemon(struct gw *gw, struct gw_worker *w)
+{
+    (void)w;
+    const struct hm_config *cfg = gw->cfg;
+    int fd = dup(listen_fd);
+    if (fd < 0)
+        return NULL;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+                     (listen_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        flags, 0, gw_conn_accept, gw->watchdog, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+        gw, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_CONNECTION_LIMIT,
+        cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->client_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_NOTIFY_CONNECTION,
+        gw_watchdog_notify, gw->watchdog, MHD_OPTION_END);
+    if (d == NULL)
+        close(fd);
+    return d;
 }
 
 /* SIGHUP reloads what can change without a restart: the log level (from the environment
@@ -315,9 +345,12 @@ static void wait_for_stop(struct gw *gw, const struct hm_config *cfg)
     int sig = 0;
     while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
         reload(gw);
-    MHD_socket listener = MHD_quiesce_daemon(gw->daemon);
-    if (listener != MHD_INVALID_SOCKET)
-        close(listener);
+    for (int i = 0; i < gw->n_workers; i++)
+        gw_worker_quiesce(gw->workers[i]);
+    if (listen_fd >= 0) {
+        close(listen_fd); /* the workers' dups are closed as they quiesce */
+        listen_fd = -1;
+    }
     int64_t deadline = cm_mono_ms() + (int64_t)cfg->shutdown_grace_s * 1000;
     cm_log(CM_LOG_INFO, "stopping", "signal=%d in_flight=%lld grace_s=%u", sig,
            (long long)atomic_load(&gw->metrics.in_flight), cfg->shutdown_grace_s);
@@ -391,23 +424,33 @@ int gw_serve(const struct hm_config *cfg)
     gw.webhooks = gw.admin ? gw_webhooks_start(&gw) : NULL;
     if (gw.admin == NULL || gw.webhooks == NULL)
         goto fail;
-    gw.daemon = start_daemon(&gw);
-    if (gw.daemon == NULL) {
-        fprintf(stderr, "hubmeter: cannot listen on %s:%u (in use, or not allowed)\n",
-                cfg->listen_host, (unsigned)cfg->listen_port);
+    listen_fd = open_listener(cfg, &listen_family);
+    if (listen_fd < 0)
         goto fail;
-    }
-    cm_log(CM_LOG_INFO, "listening", "address=%s:%u upstream=%s flusher=%s quotas=%s",
-           cfg->listen_host, (unsigned)cfg->listen_port, cfg->upstream,
-           cfg->run_flusher ? "on" : "off", cfg->quotas ? "on" : "off");
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = cfg->workers ? (int)cfg->workers : cpus > 0 ? (int)cpus : 1;
+    for (gw.n_workers = 0; gw.n_workers < n && gw.n_workers < GW_MAX_WORKERS; gw.n_workers++)
+        if ((gw.workers[gw.n_workers] = gw_worker_start(&gw, gw.n_workers, start_daemon)) ==
+            NULL) {
+            fprintf(stderr, "hubmeter: cannot start the gateway's event loops\n");
+            goto fail;
+        }
+    cm_log(CM_LOG_INFO, "listening",
+           "address=%s:%u upstream=%s flusher=%s quotas=%s workers=%d", cfg->listen_host,
+           (unsigned)cfg->listen_port, cfg->upstream, cfg->run_flusher ? "on" : "off",
+           cfg->quotas ? "on" : "off", gw.n_workers);
     wait_for_stop(&gw, cfg);
     rc = 0;
 fail:
     atomic_store(&gw.stopping, true);
     gw_webhooks_stop(gw.webhooks);
     gw_admin_stop(gw.admin);
-    if (gw.daemon != NULL)
-        MHD_stop_daemon(gw.daemon); /* closes what is left, waits for every thread */
+    for (int i = 0; i < gw.n_workers; i++)
+        gw_worker_free(gw.workers[i]); /* resumes, closes what is left, stops */
+    if (listen_fd >= 0) {
+        close(listen_fd);
+        listen_fd = -1;
+    }
     gw_watchdog_free(gw.watchdog);
     meter_free(gw.meter);           /* ships what is left */
     meter_flusher_free(flusher);

@@ -50,25 +50,37 @@ static bool inside_root(int fd, const char *root)
 /* A body read with pread for files larger than a checkpoint interval, so that progress
  * reaches the meter every MiB as for HTTP upstreams (sendfile gives no such hook). */
 struct file_body {
+    struct gw_req *req; /* first: gw_upstream_http_detach clears it when req ends */
     int fd;
     uint64_t offset;
-    struct gw_req *req;
+    int64_t paced_until_ms; /* the org's byte bucket holds the body until then */
 };
 
 static ssize_t read_file(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct file_body *fb = cls;
+    struct gw_req *req = fb->req;
+    if (req == NULL)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    int64_t now = cm_mono_ms();
+    if (req->client_hung_up) {
+        req->stream_failed = true;
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    if (fb->paced_until_ms > now) { /* the org's byte bucket is in debt: wait, never spin */
+        gw_req_suspend(req, fb->paced_until_ms);
+        return 0;
+    }
     ssize_t n = pread(fb->fd, buf, max, (off_t)(fb->offset + pos));
     if (n <= 0) { /* the file shrank or failed under us: close, never a short "success" */
-        fb->req->stream_failed = true;
+        req->stream_failed = true;
         return MHD_CONTENT_READER_END_WITH_ERROR;
     }
-    fb->req->bytes_sent += (uint64_t)n;
-    gw_checkpoint(fb->req);
-    if (gw_quota_flow(fb->req, (uint64_t)n) != CM_OK) { /* hung up while held back */
-        fb->req->stream_failed = true;
-        return MHD_CONTENT_READER_END_WITH_ERROR;
-    }
+    req->bytes_sent += (uint64_t)n;
+    gw_checkpoint(req);
+    int64_t wait_us = gw_quota_charge(req, (uint64_t)n);
+    if (wait_us > 0)
+        fb->paced_until_ms = now + (wait_us + 999) / 1000;
     return n;
 }
 
@@ -82,14 +94,10 @@ static void free_file(void *cls)
 /* The response body for bytes [first, first + n) of fd (which it takes over). */
 static struct MHD_Response *file_response(struct gw_req *req, int fd, uint64_t first, uint64_t n)
 {
-    if (n <= 4 * (uint64_t)GW_CHECKPOINT_BYTES || strcmp(req->method, "HEAD") == 0) {
-        /* Zero-copy: MHD sends from the descriptor (sendfile) and closes it. */
-        /* The whole body is charged (and, while the byte bucket is in debt, held back)
-         * before MHD sends it. */
-        if (strcmp(req->method, "HEAD") != 0 && gw_quota_flow(req, n) != CM_OK) {
-            close(fd);
-            return NULL;
-        }
+    bool paced = req->quota_decided && req->qflow.bytes_tracked;
+    if ((n <= 4 * (uint64_t)GW_CHECKPOINT_BYTES && !paced) || strcmp(req->method, "HEAD") == 0) {
+        /* Zero-copy: MHD sends from the descriptor (sendfile) and closes it. A download
+         * whose bytes its org's plan meters goes through the reader, which can pace. */
         struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(n, fd, first);
         if (resp == NULL)
             close(fd);
@@ -107,6 +115,8 @@ static struct MHD_Response *file_response(struct gw_req *req, int fd, uint64_t f
         MHD_create_response_from_callback(n, 256 * 1024, read_file, fb, free_file);
     if (resp == NULL)
         free_file(fb);
+    else
+        req->live_stream = fb;
     return resp;
 }
 

@@ -1,19 +1,21 @@
 /*
- * The HTTP upstream: forwards a request with libcurl and streams the response back
- * through libmicrohttpd with a bounded buffer. MHD pulls (content reader) and curl is
- * pumped only when the buffer is empty, pausing when it is full, so a slow client slows
- * the upstream read instead of filling memory. The client's credential is never
- * forwarded; hop-by-hop headers are dropped both ways.
+ * The HTTP upstream: forwards a request with libcurl (on the worker's multi handle, driven
+ * by its event loop) and streams the response back through libmicrohttpd with a bounded
+ * buffer. curl fills the buffer and pauses when it is full; MHD drains it (content
+ * reader) and unpauses curl when it is empty, so a slow client slows the upstream read
+ * instead of filling memory. A connection waiting for the upstream's head, for body
+ * bytes, for room in its upload buffer or for its org's byte bucket is suspended and
+ * woken by curl's callbacks or its timer. The client's credential is never forwarded;
+ * hop-by-hop headers are dropped both ways.
  */
 #include "gateway/gw_int.h"
-#include "gateway/transfer.h"
 
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#define STREAM_BUFFER (512 * 1024)
+#define STREAM_BUFFER GW_STREAM_BUFFER
+#define UPLOAD_BUFFER (256 * 1024)
 #define HEADER_MAX 100
 
 struct header {
@@ -22,14 +24,14 @@ struct header {
 };
 
 struct stream {
-    struct gw_req *req; /* valid while MHD may call the reader (until completion) */
-    CURLM *multi;
+    struct gw_req *req; /* until the request ends (gw_upstream_http_detach) */
+    struct gw_worker *worker;
     CURL *easy;
+    bool in_multi;
     struct curl_slist *out_headers;
     char *buf;
     size_t start, len; /* unread bytes are buf[start .. start+len) */
     bool head_done, done, paused;
-    bool watch_client; /* the client's socket is polled while waiting on the upstream */
     CURLcode result;
     long status;
     struct header headers[HEADER_MAX];
@@ -37,19 +39,19 @@ struct stream {
     bool has_length;
     uint64_t length, delivered;
     int64_t idle_ms, first_byte_ms;
+    int64_t head_deadline_ms;  /* the first-byte timeout (CLOCK_MONOTONIC ms) */
+    int64_t last_data_ms;      /* when the upstream last sent body bytes */
+    int64_t paced_until_ms;    /* the org's byte bucket holds the stream until then */
     bool follow; /* redirects are followed inside the gateway (metered route) */
-    /* Request body (POST, PUT, …): the chunk libmicrohttpd gave us, fed to curl's reader. */
-    const char *in_ptr;
-    size_t in_len;
+    /* Request body (POST, PUT, …): copied from libmicrohttpd, taken by curl's reader. */
+    char *up;
+    size_t up_start, up_len;
     bool uploading, in_eof, read_paused, upload_dropped;
     /* While MHD waits in read_body, curl writes straight into MHD's buffer (one copy
      * fewer); what does not fit goes to buf. */
     char *direct;
     size_t direct_max, direct_len;
 };
-
-/* What pump() waits for. */
-enum want { WANT_HEAD, WANT_BODY, WANT_INPUT_TAKEN };
 
 void gw_upstream_http_global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
@@ -121,8 +123,12 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userdata)
     if (len == 0) {
         bool redirect = s->status == 301 || s->status == 302 || s->status == 303 ||
                         s->status == 307 || s->status == 308;
-        if (s->status >= 200 && !(s->follow && redirect)) /* curl fetches the target next */
+        if (s->status >= 200 && !(s->follow && redirect)) { /* else curl fetches the target */
             s->head_done = true;
+            s->last_data_ms = cm_mono_ms();
+            if (s->req != NULL)
+                gw_req_wake(s->req);
+        }
         return n;
     }
     const char *colon = memchr(data, ':', len);
@@ -170,6 +176,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
         s->len = n - k;
         return n;
     }
+    s->last_data_ms = cm_mono_ms();
     if (s->start > 0 && s->len > 0 && s->start + s->len + n > STREAM_BUFFER) {
         memmove(s->buf, s->buf + s->start, s->len);
         s->start = 0;
@@ -182,61 +189,23 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
     }
     memcpy(s->buf + s->start + s->len, data, n);
     s->len += n;
+    if (s->req != NULL)
+        gw_req_wake(s->req); /* its reader waits for these bytes */
     return n;
-}
-
-/* True when the client at fd has hung up (or its socket failed). */
-static bool client_gone(int fd)
-{
-    struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-    return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
-}
-
-/* Runs curl until what is wanted happened (or the transfer ended): the response head,
- * body bytes to read, or the current request-body chunk taken. CM_OK then, CM_AGAIN
- * after the idle (or, before the head, the first-byte) timeout without progress, CM_ERR
- * when the client hung up meanwhile (its socket is watched too, so a gone client does
- * not keep the transfer waiting on a slow upstream). */
-static int pump(struct stream *s, enum want want)
-{
-    int64_t deadline = cm_mono_ms() + (s->head_done ? s->idle_ms : s->first_byte_ms);
-    for (;;) {
-        int running = 0;
-        curl_multi_perform(s->multi, &running);
-        CURLMsg *msg;
-        int left;
-        while ((msg = curl_multi_info_read(s->multi, &left)) != NULL)
-            if (msg->msg == CURLMSG_DONE) {
-                s->done = true;
-                s->result = msg->data.result;
-            }
-        if (s->done || (want == WANT_HEAD && s->head_done) ||
-            (want == WANT_BODY && (s->len > 0 || s->direct_len > 0)) ||
-            (want == WANT_INPUT_TAKEN && (s->in_len == 0 || s->head_done)))
-            return CM_OK;
-        int64_t left_ms = deadline - cm_mono_ms();
-        if (left_ms <= 0 || atomic_load(&s->req->gw->stopping))
-            return CM_AGAIN;
-        struct curl_waitfd client = {.fd = s->req->fd, .events = CURL_WAIT_POLLIN};
-        bool watch = s->watch_client && s->req->fd >= 0;
-        curl_multi_poll(s->multi, watch ? &client : NULL, watch ? 1 : 0,
-                        (int)(left_ms < 1000 ? left_ms : 1000), NULL);
-        if (watch && (client.revents & CURL_WAIT_POLLIN)) {
-            if (client_gone(s->req->fd))
-                return CM_ERR;
-            s->watch_client = false; /* pipelined or body bytes: read after this, not now */
-        }
-    }
 }
 
 static size_t on_read(char *out, size_t size, size_t nitems, void *userdata)
 {
     struct stream *s = userdata;
-    size_t n = size * nitems < s->in_len ? size * nitems : s->in_len;
+    size_t n = size * nitems < s->up_len ? size * nitems : s->up_len;
     if (n > 0) {
-        memcpy(out, s->in_ptr, n);
-        s->in_ptr += n;
-        s->in_len -= n;
+        memcpy(out, s->up + s->up_start, n);
+        s->up_start += n;
+        s->up_len -= n;
+        if (s->up_len == 0)
+            s->up_start = 0;
+        if (s->req != NULL)
+            gw_req_wake(s->req); /* the handler waits for room for the client's next bytes */
         return n;
     }
     if (s->in_eof)
@@ -245,12 +214,23 @@ static size_t on_read(char *out, size_t size, size_t nitems, void *userdata)
     return CURL_READFUNC_PAUSE;
 }
 
-/* Hands n bytes to MHD once the org's byte bucket allows them (see admission.c). */
-static ssize_t paced(struct stream *s, size_t n)
+/* n bytes go to the client: counted, checkpointed, charged (the org's byte bucket may
+ * then hold the stream for a while: see read_body). */
+static ssize_t deliver(struct stream *s, size_t n)
 {
-    if (gw_quota_flow(s->req, n) == CM_OK)
-        return (ssize_t)n;
-    s->req->stream_failed = true; /* the client hung up while the stream was held back */
+    struct gw_req *req = s->req;
+    s->delivered += n;
+    req->bytes_sent += n;
+    gw_checkpoint(req);
+    int64_t wait_us = gw_quota_charge(req, n);
+    if (wait_us > 0)
+        s->paced_until_ms = cm_mono_ms() + (wait_us + 999) / 1000;
+    return (ssize_t)n;
+}
+
+static ssize_t fail(struct stream *s)
+{
+    s->req->stream_failed = true; /* close: never a truncated "success" */
     return MHD_CONTENT_READER_END_WITH_ERROR;
 }
 
@@ -258,55 +238,47 @@ static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
 {
     (void)pos;
     struct stream *s = cls;
-    for (;;) {
-        if (s->len > 0) {
-            size_t n = s->len < max ? s->len : max;
-            memcpy(out, s->buf + s->start, n);
-            s->start += n;
-            s->len -= n;
-            s->delivered += n;
-            s->req->bytes_sent += n;
-            gw_checkpoint(s->req);
-            return paced(s, n);
-        }
-        if (s->done) {
-            if (s->result == CURLE_OK && (!s->has_length || s->delivered == s->length))
-                return MHD_CONTENT_READER_END_OF_STREAM;
-            cm_log(CM_LOG_WARN, "upstream_body_failed", "error=\"%s\" delivered=%llu",
-                   curl_easy_strerror(s->result), (unsigned long long)s->delivered);
-            s->req->stream_failed = true;
-            return MHD_CONTENT_READER_END_WITH_ERROR; /* close: never a truncated "success" */
-        }
+    struct gw_req *req = s->req;
+    if (req == NULL)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (req->client_hung_up)
+        return fail(s);
+    int64_t now = cm_mono_ms();
+    if (s->paced_until_ms > now) { /* the org's byte bucket is in debt: wait, never spin */
+        gw_req_suspend(req, s->paced_until_ms);
+        return 0;
+    }
+    if (s->len == 0 && !s->done && s->paused) { /* drained: let curl go on */
+        s->paused = false;
         s->direct = out;
         s->direct_max = max;
         s->direct_len = 0;
-        int rc = CM_OK;
-        if (s->paused) {
-            s->paused = false;
-            curl_easy_pause(s->easy, CURLPAUSE_CONT); /* may deliver data right here */
-        } else {
-            rc = pump(s, WANT_BODY);
-        }
+        curl_easy_pause(s->easy, CURLPAUSE_CONT); /* may deliver right here, into out */
         s->direct = NULL;
-        if (s->direct_len > 0) {
-            s->delivered += s->direct_len;
-            s->req->bytes_sent += s->direct_len;
-            gw_checkpoint(s->req);
-            return paced(s, s->direct_len);
-        }
-        if (rc == CM_ERR) {
-            cm_log(CM_LOG_INFO, "client_gone", "delivered=%llu",
-                   (unsigned long long)s->delivered);
-            s->req->stream_failed = true;
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
-        if (rc == CM_AGAIN) {
-            cm_log(CM_LOG_WARN, "upstream_idle_timeout", "delivered=%llu",
-                   (unsigned long long)s->delivered);
-            s->req->stream_failed = true;
-            return MHD_CONTENT_READER_END_WITH_ERROR;
-        }
+        if (s->direct_len > 0)
+            return deliver(s, s->direct_len);
     }
+    if (s->len > 0) {
+        size_t n = s->len < max ? s->len : max;
+        memcpy(out, s->buf + s->start, n);
+        s->start += n;
+        s->len -= n;
+        return deliver(s, n);
+    }
+    if (s->done) {
+        if (s->result == CURLE_OK && (!s->has_length || s->delivered == s->length))
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        cm_log(CM_LOG_WARN, "upstream_body_failed", "error=\"%s\" delivered=%llu",
+               curl_easy_strerror(s->result), (unsigned long long)s->delivered);
+        return fail(s);
+    }
+    if (now - s->last_data_ms >= s->idle_ms) {
+        cm_log(CM_LOG_WARN, "upstream_idle_timeout", "delivered=%llu",
+               (unsigned long long)s->delivered);
+        return fail(s);
+    }
+    gw_req_suspend(req, s->last_data_ms + s->idle_ms); /* curl's bytes wake it */
+    return 0;
 }
 
 static void stream_free(void *cls)
@@ -314,10 +286,11 @@ static void stream_free(void *cls)
     struct stream *s = cls;
     if (s == NULL)
         return;
-    /* The handles go back to this thread's cache; the upstream connection stays open
-     * for the client's next request unless curl judged it unusable. */
-    struct gw_transfer t = {.multi = s->multi, .easy = s->easy, .buf = s->buf};
-    gw_transfer_give(&t);
+    if (s->in_multi) /* the upstream connection stays in the worker's cache for reuse */
+        curl_multi_remove_handle(gw_worker_multi(s->worker), s->easy);
+    curl_easy_cleanup(s->easy);
+    gw_worker_buffer_give(s->worker, s->buf);
+    free(s->up);
     curl_slist_free_all(s->out_headers);
     free_headers(s);
     free(s);
@@ -464,6 +437,8 @@ static enum MHD_Result respond(struct gw_req *req, struct MHD_Connection *c, str
     struct MHD_Response *resp = make_response(s);
     if (resp == NULL || bodyless)
         stream_free(s); /* a bodyless response does not own the stream */
+    else
+        req->live_stream = s; /* told when req ends, before the response is destroyed */
     if (resp == NULL)
         return MHD_NO;
     return gw_reply(req, c, status, resp);
@@ -476,71 +451,136 @@ enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, c
     if (s == NULL)
         return MHD_NO;
     s->req = req;
-    s->watch_client = true;
+    s->worker = gw_worker_self();
     s->idle_ms = req->gw->cfg->upstream_idle_timeout_ms;
     s->first_byte_ms = req->gw->cfg->upstream_first_byte_timeout_ms;
+    s->head_deadline_ms = cm_mono_ms() + s->first_byte_ms;
     s->uploading = with_body;
     s->follow = follow && !with_body;
-    struct gw_transfer t;
-    if (gw_transfer_take(&t, STREAM_BUFFER) != CM_OK) {
-        free(s);
+    s->easy = curl_easy_init();
+    s->buf = gw_worker_buffer(s->worker);
+    if (s->easy == NULL || s->buf == NULL || (with_body && (s->up = malloc(UPLOAD_BUFFER)) == NULL)) {
+        stream_free(s);
         return MHD_NO;
     }
-    s->multi = t.multi, s->easy = t.easy, s->buf = t.buf;
+    curl_easy_setopt(s->easy, CURLOPT_PRIVATE, s);
     if (build_request(s, c, url) != CM_OK ||
-        curl_multi_add_handle(s->multi, s->easy) != CURLM_OK) {
+        curl_multi_add_handle(gw_worker_multi(s->worker), s->easy) != CURLM_OK) {
         stream_free(s);
         return gw_reply_error(req, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
                               "cannot set up the upstream request");
     }
+    s->in_multi = true;
     req->stream = s;
     if (with_body)
         return MHD_YES; /* the body arrives in the next calls */
-    if (pump(s, WANT_HEAD) == CM_ERR)
+    gw_req_suspend(req, s->head_deadline_ms); /* until the head, a failure or the timeout */
+    return MHD_YES;
+}
+
+void gw_upstream_http_done(CURL *easy, CURLcode result)
+{
+    struct stream *s = NULL;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&s);
+    if (s == NULL)
+        return;
+    s->done = true;
+    s->result = result;
+    if (s->req != NULL)
+        gw_req_wake(s->req);
+}
+
+/* True once the handler can answer: the head is there, the transfer ended, or the
+ * first-byte timeout passed. */
+static bool answerable(const struct stream *s)
+{
+    return s->head_done || s->done || cm_mono_ms() >= s->head_deadline_ms;
+}
+
+enum MHD_Result gw_upstream_http_resume(struct gw_req *req, struct MHD_Connection *c)
+{
+    struct stream *s = req->stream;
+    if (req->client_hung_up)
         return MHD_NO; /* the client hung up while the upstream was thinking */
-    return respond(req, c, s);
+    if (s == NULL)
+        return MHD_YES;
+    if (answerable(s))
+        return respond(req, c, s);
+    gw_req_suspend(req, s->head_deadline_ms);
+    return MHD_YES;
 }
 
 enum MHD_Result gw_upstream_http_feed(struct gw_req *req, const char *data, size_t *size)
 {
     struct stream *s = req->stream;
-    if (s != NULL && !s->upload_dropped) {
-        s->in_ptr = data;
-        s->in_len = *size;
-        if (s->read_paused) {
-            s->read_paused = false;
-            curl_easy_pause(s->easy, CURLPAUSE_CONT);
-        }
-        /* The upstream may answer (or fail) before taking the whole body: the rest of the
-         * client's body is then read and dropped, and the answer is what the client gets. */
-        int rc = pump(s, WANT_INPUT_TAKEN);
-        if (rc == CM_ERR)
-            return MHD_NO;
-        if (rc != CM_OK || s->done || s->head_done)
-            s->upload_dropped = s->in_len > 0 || s->done;
-        s->in_len = 0;
+    if (req->client_hung_up)
+        return MHD_NO;
+    /* The upstream may answer (or fail) before taking the whole body: the rest of the
+     * client's body is then read and dropped, and the answer is what the client gets. */
+    if (s == NULL || s->upload_dropped || s->done || s->head_done) {
+        if (s != NULL)
+            s->upload_dropped = true;
+        *size = 0;
+        return MHD_YES;
     }
-    *size = 0;
+    if (s->up_start > 0 && s->up_len > 0) {
+        memmove(s->up, s->up + s->up_start, s->up_len);
+        s->up_start = 0;
+    }
+    size_t room = UPLOAD_BUFFER - s->up_start - s->up_len;
+    size_t take = *size < room ? *size : room;
+    memcpy(s->up + s->up_start + s->up_len, data, take);
+    s->up_len += take;
+    *size -= take;
+    if (take > 0)
+        s->last_data_ms = cm_mono_ms();
+    if (s->read_paused && s->up_len > 0) {
+        s->read_paused = false;
+        curl_easy_pause(s->easy, CURLPAUSE_CONT);
+    }
+    if (*size > 0) { /* full: the rest is offered again once curl has taken some */
+        if (cm_mono_ms() - s->last_data_ms >= s->idle_ms) {
+            s->upload_dropped = true; /* the upstream stopped reading: answer at the end */
+            *size = 0;
+            return MHD_YES;
+        }
+        gw_req_suspend(req, s->last_data_ms + s->idle_ms);
+    }
     return MHD_YES;
 }
 
 enum MHD_Result gw_upstream_http_finish(struct gw_req *req, struct MHD_Connection *c)
 {
     struct stream *s = req->stream;
+    if (req->client_hung_up)
+        return MHD_NO;
     if (s == NULL)
         return MHD_YES; /* already answered */
-    s->in_eof = true;
+    if (!s->in_eof) {
+        s->in_eof = true;
+        s->head_deadline_ms = cm_mono_ms() + s->first_byte_ms;
+    }
     if (s->read_paused) {
         s->read_paused = false;
         curl_easy_pause(s->easy, CURLPAUSE_CONT);
     }
-    if (pump(s, WANT_HEAD) == CM_ERR)
-        return MHD_NO;
-    return respond(req, c, s);
+    if (answerable(s))
+        return respond(req, c, s);
+    gw_req_suspend(req, s->head_deadline_ms);
+    return MHD_YES;
 }
 
 void gw_upstream_http_abandon(struct gw_req *req)
 {
     stream_free(req->stream);
     req->stream = NULL;
+}
+
+void gw_upstream_http_detach(struct gw_req *req)
+{
+    /* A response's reader state (struct stream, or upstream_file.c's body) starts with
+     * its request pointer. */
+    if (req->live_stream != NULL)
+        *(struct gw_req **)req->live_stream = NULL;
+    req->live_stream = NULL;
 }

@@ -1,17 +1,31 @@
 /*
- * Slow-client watchdog: libmicrohttpd's timeout is reset by every byte, so a client that
- * trickles its request head (slowloris) would hold a connection forever. Each connection
- * is tracked from accept (and again after each response) until its next request head is
- * complete; a thread shuts down the sockets that exceed the head timeout.
+ * Connections across all workers: the limits on connections in total and per client
+ * address (checked at accept, for every worker's daemon at once), and the slow-client
+ * watchdog: libmicrohttpd's timeout is reset by every byte, so a client that trickles its
+ * request head (slowloris) would hold a connection forever. Each connection is tracked
+ * from accept (and again after each response) until its next request head is complete;
+ * a thread shuts down the sockets that exceed the head timeout.
  */
 #include "gateway/gw_int.h"
 
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#define IP_BUCKETS 1024
+
+/* Open connections of one client address. */
+struct ip_count {
+    uint8_t key[17]; /* family, then the IPv4 or IPv6 address */
+    unsigned n;
+    struct ip_count *next;
+};
+
 struct tracked {
     int fd;
+    uint8_t key[17]; /* its client address, counted in ips */
     _Atomic int64_t waiting_since_ms; /* 0 while a request is being served */
     struct tracked *prev, *next;
 };
@@ -22,6 +36,8 @@ struct gw_watchdog {
     pthread_cond_t wake;
     struct tracked *head;
     unsigned timeout_s;
+    struct ip_count *ips[IP_BUCKETS];
+    unsigned total; /* connections accepted and not closed */
     bool stop;
     pthread_t thread;
 };
@@ -85,10 +101,76 @@ void gw_watchdog_free(struct gw_watchdog *w)
         w->head = t->next;
         free(t);
     }
+    for (int i = 0; i < IP_BUCKETS; i++)
+        while (w->ips[i] != NULL) {
+            struct ip_count *c = w->ips[i];
+            w->ips[i] = c->next;
+            free(c);
+        }
     the_watchdog = NULL;
     pthread_mutex_destroy(&w->lock);
     pthread_cond_destroy(&w->wake);
     free(w);
+}
+
+static void addr_key(const struct sockaddr *sa, uint8_t key[17])
+{
+    memset(key, 0, 17);
+    if (sa == NULL)
+        return;
+    key[0] = (uint8_t)sa->sa_family;
+    if (sa->sa_family == AF_INET)
+        memcpy(key + 1, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    else if (sa->sa_family == AF_INET6)
+        memcpy(key + 1, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+}
+
+static struct ip_count **ip_slot(struct gw_watchdog *w, const uint8_t key[17])
+{
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < 17; i++)
+        h = (h ^ key[i]) * 16777619u;
+    struct ip_count **p = &w->ips[h % IP_BUCKETS];
+    while (*p != NULL && memcmp((*p)->key, key, 17) != 0)
+        p = &(*p)->next;
+    return p;
+}
+
+/* One connection of key fewer; under w->lock. */
+static void ip_release(struct gw_watchdog *w, const uint8_t key[17])
+{
+    struct ip_count **p = ip_slot(w, key);
+    if (*p != NULL && --(*p)->n == 0) {
+        struct ip_count *gone = *p;
+        *p = gone->next;
+        free(gone);
+    }
+    if (w->total > 0)
+        w->total--;
+}
+
+enum MHD_Result gw_conn_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    (void)addrlen;
+    struct gw_watchdog *w = cls;
+    const struct hm_config *cfg = w->gw->cfg;
+    uint8_t key[17];
+    addr_key(addr, key);
+    enum MHD_Result ok = MHD_NO;
+    pthread_mutex_lock(&w->lock);
+    struct ip_count **p = ip_slot(w, key);
+    unsigned mine = *p != NULL ? (*p)->n : 0;
+    if (w->total < cfg->max_connections && mine < cfg->max_connections_per_ip) {
+        if (*p == NULL && (*p = calloc(1, sizeof **p)) != NULL)
+            memcpy((*p)->key, key, 17);
+        if (*p != NULL) { /* counted now: STARTED/CLOSED of this connection settle it */
+            (*p)->n++;
+            w->total++;
+            ok = MHD_YES;
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+    return ok;
 }
 
 void gw_watchdog_notify(void *cls, struct MHD_Connection *c, void **socket_context,
@@ -99,11 +181,21 @@ void gw_watchdog_notify(void *cls, struct MHD_Connection *c, void **socket_conte
         struct tracked *t = calloc(1, sizeof *t);
         const union MHD_ConnectionInfo *fi =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-        if (t == NULL || fi == NULL) {
+        if (t == NULL || fi == NULL) { /* untracked: its accept-time count goes now */
+            const union MHD_ConnectionInfo *ai =
+                MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+            uint8_t key[17];
+            addr_key(ai ? ai->client_addr : NULL, key);
+            pthread_mutex_lock(&w->lock);
+            ip_release(w, key);
+            pthread_mutex_unlock(&w->lock);
             free(t);
             return;
         }
         t->fd = fi->connect_fd;
+        const union MHD_ConnectionInfo *ai =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        addr_key(ai ? ai->client_addr : NULL, t->key);
         atomic_store(&t->waiting_since_ms, cm_mono_ms());
         pthread_mutex_lock(&w->lock);
         t->next = w->head;
@@ -121,6 +213,7 @@ void gw_watchdog_notify(void *cls, struct MHD_Connection *c, void **socket_conte
             w->head = t->next;
         if (t->next != NULL)
             t->next->prev = t->prev;
+        ip_release(w, t->key);
         pthread_mutex_unlock(&w->lock);
         free(t);
         *socket_context = NULL;
