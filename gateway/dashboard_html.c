@@ -296,13 +296,14 @@ static void health(FILE *f, const json_t *view)
     fputs("</td></tr></table></section>", f);
 }
 
-static char *finish(FILE *f, char *buf)
+/* Closes the memory stream; its buffer (which fclose updates) or NULL on failure. */
+static char *finish(FILE *f, char **buf)
 {
     if (fclose(f) != 0) {
-        free(buf);
+        free(*buf);
         return NULL;
     }
-    return buf;
+    return *buf;
 }
 
 char *adm_dash_page_html(const json_t *view)
@@ -329,7 +330,7 @@ char *adm_dash_page_html(const json_t *view)
     funding(f, view);
     health(f, view);
     fputs("</main></body></html>\n", f);
-    return finish(f, buf);
+    return finish(f, &buf);
 }
 
 char *adm_dash_login_html(const char *message)
@@ -352,5 +353,5 @@ char *adm_dash_login_html(const char *message)
     fputs("<label for=\"token\">Admin token</label><input id=\"token\" name=\"token\" "
           "type=\"password\" autocomplete=\"off\" required autofocus>"
           "<button type=\"submit\">Sign in</button></form></body></html>\n", f);
-    return finish(f, buf);
+    return finish(f, &buf);
 }
