@@ -219,6 +219,22 @@ static void new_org(const char *slug, const char *name, const char *class_, cons
     json_decref(doc);
 }
 
+static long long adjusted_requests;
+
+/* `hubmeter usage adjust` of org by bytes and requests at unix time at (0: now). */
+static void adjust(const char *org, long long bytes, long long requests, int64_t at)
+{
+    char b[32], r[32], t[32];
+    snprintf(b, sizeof b, "%lld", bytes);
+    snprintf(r, sizeof r, "%lld", requests);
+    cm_time_format(at ? at : cm_now_us() / 1000000, t, sizeof t);
+    struct th_run run;
+    th_hubmeter(&run, env, (const char *[]){"usage", "adjust", org, "--bytes", b, "--requests", r,
+                                            "--at", t, "--reason", "backfill", "--author",
+                                            "test", NULL});
+    cr_assert_eq(run.status, 0, "%s", run.err);
+}
+
 static void seed(void)
 {
     char acme[128], uni[128], mystery[128];
@@ -230,27 +246,37 @@ static void seed(void)
     download(acme, "model.bin", 1);
     download(uni, "config.json", 12);
     download(mystery, "config.json", 3);
-    /* Large earlier traffic, as corrections, so the month has funding asks to show. */
-    struct th_run r;
-    th_hubmeter(&r, env, (const char *[]){"usage", "adjust", "acme", "--bytes", "48000000000000",
-                                          "--requests", "900000", "--reason", "backfill",
-                                          "--author", "test", NULL});
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    th_hubmeter(&r, env, (const char *[]){"usage", "adjust", "mystery", "--bytes",
-                                          "9000000000000", "--requests", "50000", "--reason",
-                                          "backfill", "--author", "test", NULL});
-    cr_assert_eq(r.status, 0, "%s", r.err);
+    /* Large traffic of today and of earlier days of this month, as corrections (what
+     * `hubmeter usage adjust` records), so the chart has a shape and the month asks. */
+    adjust("acme", 6000000000000LL, 400000, 0);
+    adjust("mystery", 1500000000000LL, 20000, 0);
+    int64_t now = cm_now_us() / 1000000, month = cm_month_start(now);
+    static const long long acme_tb[] = {5, 7, 4, 8, 6, 3, 9, 5, 6, 4, 7, 5};
+    adjusted_requests = 420000;
+    for (int d = 1; d <= 12 && now - d * 86400 >= month; d++) {
+        adjust("acme", acme_tb[d - 1] * 1000000000000LL, 50000, now - d * 86400);
+        adjusted_requests += 50000;
+        if (d % 3 == 0) {
+            adjust("mystery", 2000000000000LL, 10000, now - d * 86400);
+            adjusted_requests += 10000;
+        }
+    }
+    char from[32], to[32], month_query[160];
+    cm_time_format(month, from, sizeof from);
+    cm_time_format(cm_month_next(month), to, sizeof to);
+    snprintf(month_query, sizeof month_query, "usage/summary?from=%s&to=%s&granularity=day",
+             from, to);
     /* Bounded wait until every download is in PostgreSQL. */
     int64_t deadline = th_now_ms() + 20000;
     for (;;) {
-        json_t *s = api("GET", "usage/summary", NULL, 200);
+        json_t *s = api("GET", month_query, NULL, 200);
         long long got = jint(json_object_get(s, "totals"), "requests");
         json_decref(s);
         json_t *q = api("GET", "orgs/uni/quota", NULL, 200);
         long long used = jint(json_object_get(q, "month"), "used");
         json_decref(q);
         /* …and every download's unused byte lease is back in the quota counter. */
-        if (got >= 16 + 950000 && used == 12 * 22)
+        if (got >= 16 + adjusted_requests && used == 12 * 22)
             break;
         cr_assert(th_now_ms() < deadline, "the downloads never reached PostgreSQL (%lld)", got);
         usleep(200 * 1000);
