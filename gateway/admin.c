@@ -4,7 +4,8 @@
  * (Authorization: Bearer); its name is the audit log's "who". Owns the listener, the
  * request lifecycle (JSON bodies capped at 64 KiB), authentication, the router, the
  * reply/parsing helpers, admin tokens and the audit listing. Handlers of orgs and plans
- * live in admin_orgs.c, of keys, networks and usage in admin_keys.c.
+ * live in admin_orgs.c, of keys, networks and usage in admin_keys.c; /dashboard (the
+ * operator page, with its own login) in dashboard*.c.
  */
 #include "gateway/admin_int.h"
 

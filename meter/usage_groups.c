@@ -1,7 +1,8 @@
 /*
  * Usage broken down and exported: one page of an org's usage grouped by repository, key
  * and/or status class (ordered, with an opaque cursor), the monthly per-hour export that
- * orgs download as CSV, and the top consumers across orgs. Reads PostgreSQL only; every
+ * orgs download as CSV, the top consumers across orgs, and all traffic summed by hour or day
+ * (the operator page's totals and chart). Reads PostgreSQL only; every
  * figure comes from hm_usage_org / hm_usage_rows (sql/007), like the series.
  */
 #include "meter/usage_int.h"
