@@ -484,3 +484,60 @@ Test(dashboard_page, chromium_logs_in_and_shows_the_admin_api_figures)
     }
     free(img);
 }
+
+static void api_fails(const char *method, const char *path, const char *auth, long status,
+                      const char *code)
+{
+    char u[1024];
+    long st;
+    snprintf(u, sizeof u, "%s/admin/v1/%s", gw.admin_base, path);
+    json_t *doc = ac_call(method, u, auth ? (const char *[]){auth, NULL} : NULL, NULL, &st);
+    ac_assert_error(doc, st, status, code);
+}
+
+Test(dashboard_page, the_page_s_admin_endpoints_refuse_bad_input)
+{
+    api_fails("GET", "usage/summary?granularity=week", bearer, 400, "bad_range");
+    api_fails("GET", "usage/summary?from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z", bearer,
+              400, "bad_range");
+    api_fails("GET", "usage/summary?from=2026-11-01T00:30:00Z&to=2026-11-02T00:00:00Z", bearer,
+              400, "bad_range");
+    api_fails("GET", "usage/summary?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z"
+                     "&granularity=day", bearer, 400, "bad_range");
+    api_fails("GET", "usage/summary?from=yesterday", bearer, 400, "bad_parameter");
+    api_fails("GET", "usage/summary?org=acme", bearer, 400, "bad_parameter");
+    api_fails("GET", "orgs/nobody/quota", bearer, 404, "not_found");
+    api_fails("POST", "dashboard/tickets", NULL, 401, "authentication_required");
+    api_fails("POST", "dashboard/tickets", "Authorization: Bearer hmadm_nope", 401,
+              "invalid_admin_token");
+    /* An empty day is all zeros, each hour present. */
+    json_t *s = api("GET", "usage/summary?from=2026-01-05T00:00:00Z&to=2026-01-06T00:00:00Z",
+                    NULL, 200);
+    cr_assert_eq(json_array_size(json_object_get(s, "series")), 24);
+    cr_assert_eq(jint(json_object_get(s, "totals"), "bytes"), 0);
+    cr_assert_str_eq(json_string_value(json_object_get(s, "granularity")), "hour");
+    json_decref(s);
+    /* An org without a plan has no quota; a planned one its plan's. */
+    json_decref(api("POST", "plans", "{\"name\":\"small\",\"monthly_bytes\":1000}", 201));
+    json_decref(api("POST", "orgs", "{\"slug\":\"free\"}", 201));
+    json_decref(api("POST", "orgs", "{\"slug\":\"paid\",\"plan\":\"small\"}", 201));
+    json_t *q = api("GET", "orgs/free/quota", NULL, 200);
+    cr_assert_str_eq(json_string_value(json_object_get(q, "source")), "no_plan");
+    json_decref(q);
+    q = api("GET", "orgs/paid/quota", NULL, 200);
+    cr_assert_str_eq(json_string_value(json_object_get(q, "org")), "paid");
+    cr_assert_eq(jint(json_object_get(q, "month"), "limit"), 1000);
+    cr_assert_eq(jint(json_object_get(q, "month"), "used"), 0);
+    json_decref(q);
+    /* Unknown page paths and methods answer the form, not the API's JSON. */
+    struct th_response r;
+    page("GET", "/dashboard/nothing", NULL, NULL, &r);
+    cr_assert_eq(r.status, 404);
+    th_response_free(&r);
+    page("POST", "/dashboard", NULL, "x=1", &r);
+    cr_assert_eq(r.status, 405);
+    th_response_free(&r);
+    page("GET", "/dashboard/login?ticket=0000", NULL, NULL, &r);
+    cr_assert_eq(r.status, 401);
+    th_response_free(&r);
+}
