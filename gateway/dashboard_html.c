@@ -306,17 +306,25 @@ static char *finish(FILE *f, char **buf)
     return *buf;
 }
 
+/* Opens a memory stream on *buf holding the document's head up to <body>. */
+static FILE *open_page(char **buf, size_t *len, const char *title)
+{
+    *buf = NULL;
+    FILE *f = open_memstream(buf, len);
+    if (f != NULL)
+        fprintf(f, "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+                   "<title>hubmeter — %s</title>%s</head><body>", title, STYLE);
+    return f;
+}
+
 char *adm_dash_page_html(const json_t *view)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
+    char *buf;
+    size_t len;
+    FILE *f = open_page(&buf, &len, "operator page");
     if (f == NULL)
         return NULL;
-    fputs("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-          "<title>hubmeter — operator page</title>", f);
-    fputs(STYLE, f);
-    fputs("</head><body><header><h1>hubmeter</h1><span class=\"who\">signed in as <b id=\"actor\">",
+    fputs("<header><h1>hubmeter</h1><span class=\"who\">signed in as <b id=\"actor\">",
           f);
     esc(f, jstr(view, "actor"));
     fputs("</b> · figures as of <span id=\"generated-at\">", f);
@@ -335,15 +343,12 @@ char *adm_dash_page_html(const json_t *view)
 
 char *adm_dash_login_html(const char *message)
 {
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
+    char *buf;
+    size_t len;
+    FILE *f = open_page(&buf, &len, "sign in");
     if (f == NULL)
         return NULL;
-    fputs("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-          "<title>hubmeter — sign in</title>", f);
-    fputs(STYLE, f);
-    fputs("</head><body><form class=\"login\" method=\"post\" action=\"/dashboard/login\">"
+    fputs("<form class=\"login\" method=\"post\" action=\"/dashboard/login\">"
           "<h1>hubmeter operator page</h1>", f);
     if (message != NULL) {
         fputs("<p class=\"error\" id=\"login-error\">", f);

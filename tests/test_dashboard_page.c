@@ -7,12 +7,10 @@
  * it there: that is how dashboards/operator-page.png is made).
  */
 #include <criterion/criterion.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -283,28 +281,6 @@ static void seed(void)
     }
 }
 
-static int run_bounded(char *const argv[], const char *out_path, int seconds)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        FILE *o = freopen(out_path, "w", stdout);
-        FILE *e = freopen("/dev/null", "w", stderr);
-        (void)o;
-        (void)e;
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    int st = 0;
-    for (int i = 0; i < seconds * 10; i++) {
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        usleep(100 * 1000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    return -1;
-}
-
 static char *slurp(const char *path)
 {
     FILE *f = fopen(path, "rb");
@@ -373,7 +349,7 @@ Test(dashboard_page, chromium_logs_in_and_shows_the_admin_api_figures)
     ticket_url(url, sizeof url);
     char *dump[] = {"chromium", "--headless", "--no-sandbox", "--disable-gpu",
                     "--disable-dev-shm-usage", profile, "--dump-dom", url, NULL};
-    cr_assert_eq(run_bounded(dump, dom_path, 90), 0, "chromium --dump-dom failed or hung");
+    cr_assert_eq(th_run_bounded(dump, dom_path, 90), 0, "chromium --dump-dom failed or hung");
     char *dom = slurp(dom_path);
     cr_assert(strstr(dom, "<b id=\"actor\">bootstrap</b>") != NULL,
               "Chromium followed the login link into the page: %.300s", dom);
@@ -470,7 +446,7 @@ Test(dashboard_page, chromium_logs_in_and_shows_the_admin_api_figures)
     char *shoot[] = {"chromium", "--headless", "--no-sandbox", "--disable-gpu",
                      "--disable-dev-shm-usage", profile, "--hide-scrollbars",
                      "--window-size=1280,1180", shot, url, NULL};
-    cr_assert_eq(run_bounded(shoot, "/dev/null", 90), 0, "chromium --screenshot failed or hung");
+    cr_assert_eq(th_run_bounded(shoot, "/dev/null", 90), 0, "chromium --screenshot failed or hung");
     char *img = slurp(png);
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     cr_assert(memcmp(img, sig, 8) == 0, "a PNG");
