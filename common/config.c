@@ -74,7 +74,7 @@ static const struct opt options[] = {
     {"HUBMETER_WEBHOOK_INTERVAL_MS", OPT_UINT, F(webhook_interval_ms), 100, 3600000, false},
     {"HUBMETER_ACCESS_LOG_FORMAT", OPT_LOGFORMAT, F(access_log_json), 0, 0, false},
     {"HUBMETER_ADMIN_TLS", OPT_BOOL, F(admin_tls), 0, 0, false},
-    {"HUBMETER_DASHBOARD_SESSION_S", OPT_UINT, F(dashboard_session_s), 60, 7 * 86400, false},
+    {"HUBMETER_DASHBOARD_SESSION_S", OPT_UINT, F(dashboard_session_s), 5, 7 * 86400, false},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 

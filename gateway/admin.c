@@ -349,11 +349,11 @@ static enum MHD_Result dispatch(struct gw_admin *adm, struct adm_req *a, struct 
                                 const char *url)
 {
     a->db = cm_pg_pool_get(adm->gw->pg, 3000);
+    if (strcmp(url, "/dashboard") == 0 || strncmp(url, "/dashboard/", 11) == 0)
+        return adm_dashboard(a, c, url); /* HTML answers, its own login */
     if (a->db == NULL)
         return adm_error(a, c, MHD_HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
                          "the database is unreachable: retry shortly");
-    if (strcmp(url, "/dashboard") == 0 || strncmp(url, "/dashboard/", 11) == 0)
-        return adm_dashboard(a, c, url);
     enum MHD_Result r;
     if (authenticate(a, c, &r) != CM_OK)
         return r;

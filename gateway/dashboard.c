@@ -169,6 +169,9 @@ static int page_auth(struct adm_req *a, struct MHD_Connection *c, const char **w
 enum MHD_Result adm_dashboard(struct adm_req *a, struct MHD_Connection *c, const char *url)
 {
     bool get = strcmp(a->base.method, "GET") == 0, post = strcmp(a->base.method, "POST") == 0;
+    if (a->db == NULL)
+        return login_form(a, c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                          "the database is unreachable: try again shortly", NULL);
     if (strcmp(url, "/dashboard/login") == 0 && (get || post))
         return login(a, c, post);
     if (strcmp(url, "/dashboard/logout") == 0 && post)

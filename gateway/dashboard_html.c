@@ -138,7 +138,8 @@ static void chart(FILE *f, const json_t *view)
             fprintf(f, "<text x=\"%.1f\" y=\"%d\" font-size=\"10\" text-anchor=\"middle\">%.5s"
                        "</text>", left + slot * ((double)i + 0.5), H - 8, day + 5);
     }
-    fputs("<line x1=\"70\" y1=\"196\" x2=\"960\" y2=\"196\" stroke=\"#999\"/></svg></section>", f);
+    fprintf(f, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#999\"/></svg></section>",
+            left, H - bottom, W, H - bottom);
 }
 
 /* The quota cell: used of the monthly limit, as a bar and a percentage (integer, floor). */

@@ -175,15 +175,30 @@ Test(dashboard_page, a_login_opens_a_cookie_session_that_logout_and_revocation_e
     memset(secret, 0, sizeof secret);
 }
 
-Test(dashboard_page, https_deployments_get_secure_cookies)
+Test(dashboard_page, https_deployments_get_secure_cookies_and_sessions_expire)
 {
     th_gateway_stop(&gw);
     const char *tls_env[] = {env[0], env[1], env[2], env[3], "HUBMETER_ADMIN_TLS=on",
-                             "HUBMETER_DASHBOARD_SESSION_S=600", NULL};
+                             "HUBMETER_DASHBOARD_SESSION_S=5", NULL};
     th_gateway_start(&gw, tls_env);
     char cookie[200], set[300];
+    int64_t opened = th_now_ms();
     form_login(BOOTSTRAP, cookie, sizeof cookie, set, sizeof set);
-    cr_assert(strstr(set, "; Secure") != NULL && strstr(set, "Max-Age=600") != NULL, "%s", set);
+    cr_assert(strstr(set, "; Secure") != NULL && strstr(set, "Max-Age=5") != NULL, "%s", set);
+    /* The server ends the session itself, whatever the browser keeps sending. */
+    struct th_response r;
+    for (;;) {
+        page("GET", "/dashboard", cookie, NULL, &r);
+        long st = r.status;
+        bool ended = st == 401 && strstr(r.body, "session has ended") != NULL;
+        th_response_free(&r);
+        if (ended)
+            break;
+        cr_assert_eq(st, 200);
+        cr_assert(th_now_ms() - opened < 12000, "the session outlived its 5 s");
+        usleep(250 * 1000);
+    }
+    cr_assert_geq(th_now_ms() - opened, 3900, "the session ended early");
 }
 
 /* ---- seeded figures, seen by Chromium ------------------------------------------------------- */
