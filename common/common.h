@@ -84,6 +84,8 @@ struct hm_config {
     char anonymous_plan[64];    /* the plan of anonymous traffic, per client network */
     unsigned webhook_interval_ms; /* how often quota webhooks are looked for and sent */
     bool access_log_json; /* the per-request line as JSON, else logfmt */
+    bool admin_tls;       /* the admin listener is reached through TLS: cookies are Secure */
+    unsigned dashboard_session_s; /* an operator page session lasts this long */
 };
 
 /* What a subcommand needs; cm_config_require() names the first missing key. */

@@ -74,6 +74,8 @@ static const struct opt options[] = {
     {"HUBMETER_FLUSH_CLAIM_IDLE_MS", OPT_UINT, F(flush_claim_idle_ms), 100, 86400000, false},
     {"HUBMETER_WEBHOOK_INTERVAL_MS", OPT_UINT, F(webhook_interval_ms), 100, 3600000, false},
     {"HUBMETER_ACCESS_LOG_FORMAT", OPT_LOGFORMAT, F(access_log_json), 0, 0, false},
+    {"HUBMETER_ADMIN_TLS", OPT_BOOL, F(admin_tls), 0, 0, false},
+    {"HUBMETER_DASHBOARD_SESSION_S", OPT_UINT, F(dashboard_session_s), 5, 7 * 86400, false},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
@@ -118,6 +120,7 @@ static void set_defaults(struct hm_config *cfg)
     cfg->minute_retention_days = 90;
     cfg->run_flusher = true;
     cfg->quotas = true;
+    cfg->dashboard_session_s = 8 * 3600;
     cfg->redis_timeout_ms = 25;
     cm_copy(cfg->anonymous_plan, sizeof cfg->anonymous_plan, "anonymous");
 }

@@ -4,7 +4,8 @@
  * (Authorization: Bearer); its name is the audit log's "who". Owns the listener, the
  * request lifecycle (JSON bodies capped at 64 KiB), authentication, the router, the
  * reply/parsing helpers, admin tokens and the audit listing. Handlers of orgs and plans
- * live in admin_orgs.c, of keys, networks and usage in admin_keys.c.
+ * live in admin_orgs.c, of keys, networks and usage in admin_keys.c; /dashboard (the
+ * operator page, with its own login) in dashboard*.c.
  */
 #include "gateway/admin_int.h"
 
@@ -18,7 +19,13 @@ struct gw_admin {
     struct gw *gw;
     struct MHD_Daemon *daemon;
     _Atomic bool bootstrapped; /* HUBMETER_ADMIN_TOKEN is in admin_tokens */
+    struct adm_sessions *sessions; /* the operator page's (dashboard_session.c) */
 };
+
+struct adm_sessions *adm_sessions_of(struct gw_admin *adm)
+{
+    return adm->sessions;
+}
 
 enum MHD_Result adm_error(struct adm_req *a, struct MHD_Connection *c, unsigned status,
                           const char *code, const char *message)
@@ -279,33 +286,52 @@ static bool adm_audit(struct adm_req *a, struct MHD_Connection *c, enum MHD_Resu
 
 /* ---- the request lifecycle ------------------------------------------------------------------- */
 
-/* Authenticates a's bearer token: CM_OK with a->actor set, or an error queued in *r. */
-static int authenticate(struct gw_admin *adm, struct adm_req *a, struct MHD_Connection *c,
-                        enum MHD_Result *r)
+int adm_token_check(struct adm_req *a, const uint8_t hash[32], char *err, size_t errlen)
+{
+    struct gw_admin *adm = a->adm;
+    if (!atomic_load(&adm->bootstrapped)) {
+        char berr[256];
+        if (reg_admin_bootstrap(a->db, adm->gw->cfg->admin_token, berr, sizeof berr) == CM_OK)
+            atomic_store(&adm->bootstrapped, true);
+        else
+            cm_log(CM_LOG_ERROR, "admin_bootstrap_failed", "error=\"%s\"", berr);
+    }
+    int rc = reg_admin_check(a->db, hash, a->actor, sizeof a->actor, err, errlen);
+    if (rc == CM_OK)
+        memcpy(a->token_hash, hash, 32);
+    return rc;
+}
+
+int adm_bearer(struct MHD_Connection *c, uint8_t hash[32])
 {
     const char *authz = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
-    if (authz == NULL) {
+    if (authz == NULL)
+        return CM_NOTFOUND;
+    const char *tok = authz + strspn(authz, " \t");
+    if (strncasecmp(tok, "Bearer ", 7) != 0 || strlen(tok + 7) > 200)
+        return CM_INVALID;
+    tok += 7 + strspn(tok + 7, " \t");
+    cm_sha256(tok, strlen(tok), hash);
+    return CM_OK;
+}
+
+/* Authenticates a's bearer token: CM_OK with a->actor set, or an error queued in *r. */
+static int authenticate(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *r)
+{
+    uint8_t hash[32];
+    int rc = adm_bearer(c, hash);
+    if (rc == CM_NOTFOUND) {
         *r = adm_error(a, c, MHD_HTTP_UNAUTHORIZED, "authentication_required",
                        "send Authorization: Bearer <admin token>");
         return CM_ERR;
     }
-    const char *tok = authz + strspn(authz, " \t");
-    if (strncasecmp(tok, "Bearer ", 7) != 0 || strlen(tok + 7) > 200) {
+    if (rc != CM_OK) {
         *r = adm_error(a, c, MHD_HTTP_UNAUTHORIZED, "invalid_admin_token",
                        "Authorization must be \"Bearer <admin token>\"");
         return CM_ERR;
     }
-    tok += 7 + strspn(tok + 7, " \t");
     char err[256];
-    if (!atomic_load(&adm->bootstrapped)) {
-        if (reg_admin_bootstrap(a->db, adm->gw->cfg->admin_token, err, sizeof err) == CM_OK)
-            atomic_store(&adm->bootstrapped, true);
-        else
-            cm_log(CM_LOG_ERROR, "admin_bootstrap_failed", "error=\"%s\"", err);
-    }
-    uint8_t hash[32];
-    cm_sha256(tok, strlen(tok), hash);
-    int rc = reg_admin_check(a->db, hash, a->actor, sizeof a->actor, err, sizeof err);
+    rc = adm_token_check(a, hash, err, sizeof err);
     if (rc == CM_OK)
         return CM_OK;
     if (rc == CM_NOTFOUND)
@@ -323,11 +349,13 @@ static enum MHD_Result dispatch(struct gw_admin *adm, struct adm_req *a, struct 
                                 const char *url)
 {
     a->db = cm_pg_pool_get(adm->gw->pg, 3000);
+    if (strcmp(url, "/dashboard") == 0 || strncmp(url, "/dashboard/", 11) == 0)
+        return adm_dashboard(a, c, url); /* HTML answers, its own login */
     if (a->db == NULL)
         return adm_error(a, c, MHD_HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
                          "the database is unreachable: retry shortly");
     enum MHD_Result r;
-    if (authenticate(adm, a, c, &r) != CM_OK)
+    if (authenticate(a, c, &r) != CM_OK)
         return r;
     if (a->body_too_big)
         return adm_error(a, c, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
@@ -336,7 +364,8 @@ static enum MHD_Result dispatch(struct gw_admin *adm, struct adm_req *a, struct 
         return adm_error(a, c, MHD_HTTP_NOT_FOUND, "not_found", "no such admin endpoint");
     if (adm_orgs(a, c, &r) || adm_plans(a, c, &r) || adm_keys(a, c, &r) ||
         adm_networks(a, c, &r) || adm_usage(a, c, &r) || adm_tokens(a, c, &r) ||
-        adm_webhooks(a, c, &r) || adm_reports(a, c, &r) || adm_audit(a, c, &r))
+        adm_webhooks(a, c, &r) || adm_reports(a, c, &r) || adm_audit(a, c, &r) ||
+        adm_dashboard_tickets(a, c, &r))
         return r;
     return adm_error(a, c, MHD_HTTP_NOT_FOUND, "not_found",
                      "no such admin endpoint (or not with this method): see README.md");
@@ -358,6 +387,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         a->base.magic = GW_REQ_MAGIC;
         a->base.gw = adm->gw;
         a->base.fd = -1;
+        a->adm = adm;
         if (cm_copy(a->base.method, sizeof a->base.method, method) != CM_OK)
             cm_copy(a->base.method, sizeof a->base.method, "OTHER");
         *con_cls = a;
@@ -423,6 +453,12 @@ struct gw_admin *gw_admin_start(struct gw *gw)
     if (adm == NULL)
         return NULL;
     adm->gw = gw;
+    adm->sessions = adm_sessions_new(cfg->dashboard_session_s, 120);
+    if (adm->sessions == NULL) {
+        adm_sessions_free(adm->sessions);
+        free(adm);
+        return NULL;
+    }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
     struct addrinfo *ai = NULL;
@@ -431,6 +467,7 @@ struct gw_admin *gw_admin_start(struct gw *gw)
     if (getaddrinfo(cfg->admin_host, port, &hints, &ai) != 0 || ai == NULL) {
         fprintf(stderr, "hubmeter: HUBMETER_ADMIN_LISTEN host %s does not resolve\n",
                 cfg->admin_host);
+        adm_sessions_free(adm->sessions);
         free(adm);
         return NULL;
     }
@@ -455,6 +492,7 @@ struct gw_admin *gw_admin_start(struct gw *gw)
     if (adm->daemon == NULL) {
         fprintf(stderr, "hubmeter: cannot listen on the admin address %s:%u (in use, or not "
                         "allowed)\n", cfg->admin_host, (unsigned)cfg->admin_port);
+        adm_sessions_free(adm->sessions);
         free(adm);
         return NULL;
     }
@@ -468,5 +506,6 @@ void gw_admin_stop(struct gw_admin *adm)
     if (adm == NULL)
         return;
     MHD_stop_daemon(adm->daemon);
+    adm_sessions_free(adm->sessions);
     free(adm);
 }

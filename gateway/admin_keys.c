@@ -2,7 +2,7 @@
  * Admin API handlers for API keys (create — the secret in that answer only —, list,
  * show, revoke, rotate with a grace period), CIDR networks (add, list with the traffic
  * each range carried, remove), and usage (any org's usage and export in the org API's
- * shape, top consumers). The data model is registry/'s, the figures meter/'s.
+ * shape, top consumers, the all-traffic summary, an org's quota state). The data model is registry/'s, the figures meter/'s.
  */
 #include "gateway/admin_int.h"
 
@@ -212,8 +212,54 @@ static enum MHD_Result top(struct adm_req *a, struct MHD_Connection *c)
                     json_pack("{s:s, s:s, s:o}", "from", f, "to", t, "orgs", orgs));
 }
 
+static enum MHD_Result summary(struct adm_req *a, struct MHD_Connection *c)
+{
+    enum MHD_Result r;
+    if (adm_args_only(a, c, "from,to,granularity", &r) != CM_OK)
+        return r;
+    int64_t now = cm_now_us() / 1000000, from, to;
+    char gran[8];
+    if (adm_arg(c, "granularity", gran, sizeof gran) != CM_OK ||
+        adm_time_arg(c, "from", now - now % 86400, &from) != CM_OK ||
+        adm_time_arg(c, "to", from - from % 86400 + 86400, &to) != CM_OK)
+        return adm_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_parameter",
+                         "from and to are RFC 3339 times, granularity hour or day");
+    json_t *doc = NULL;
+    char err[512];
+    int rc = meter_usage_summary(a->db, from, to, gran[0] ? gran : "hour", &doc, err, sizeof err);
+    if (rc == CM_INVALID)
+        return adm_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_range", err);
+    return rc == CM_OK ? adm_json(a, c, MHD_HTTP_OK, doc) : adm_fail(a, c, rc, err, NULL);
+}
+
+json_t *adm_org_quota(struct gw *gw, const struct reg_org *o)
+{
+    struct meter_plan plan;
+    char subject[72];
+    cm_fmt(subject, sizeof subject, "org:%lld", (long long)o->id);
+    bool planned = gw_plan_named(gw, o->plan, &plan);
+    json_t *doc = gw_quota_doc(gw, planned ? &plan : NULL, subject, o->anchor_day);
+    if (doc != NULL)
+        json_object_set_new(doc, "org", json_string(o->slug));
+    return doc;
+}
+
 bool adm_usage(struct adm_req *a, struct MHD_Connection *c, enum MHD_Result *r)
 {
+    if (adm_route(a, "GET", "usage/summary")) {
+        *r = summary(a, c);
+        return true;
+    }
+    if (adm_route(a, "GET", "orgs/*/quota")) {
+        struct reg_org o;
+        char err[512];
+        int rc = reg_org_get(a->db, a->seg[1], &o, err, sizeof err);
+        json_t *doc = rc == CM_OK ? adm_org_quota(a->base.gw, &o) : NULL;
+        *r = rc != CM_OK     ? adm_fail(a, c, rc, err, NULL)
+             : doc == NULL   ? MHD_NO
+                             : adm_json(a, c, MHD_HTTP_OK, doc);
+        return true;
+    }
     bool usage = adm_route(a, "GET", "orgs/*/usage");
     bool export = adm_route(a, "GET", "orgs/*/usage/export");
     if (adm_route(a, "GET", "usage/top")) {

@@ -199,6 +199,23 @@ bool gw_plan_of(struct gw_req *req, struct meter_plan *plan, char *subject, size
     return true;
 }
 
+bool gw_plan_named(struct gw *gw, const char *name, struct meter_plan *plan)
+{
+    return name[0] != '\0' && plan_lookup(gw, 0, name, plan);
+}
+
+json_t *gw_quota_doc(struct gw *gw, const struct meter_plan *plan, const char *subject,
+                     int anchor)
+{
+    if (gw->quota == NULL || plan == NULL)
+        return json_pack("{s:n, s:[], s:s}", "plan", "policies", "source",
+                         gw->quota == NULL ? "quotas_off" : "no_plan");
+    struct meter_decision d;
+    struct meter_quota_view v;
+    meter_quota_peek(gw->quota, plan, subject, anchor, &d, &v);
+    return meter_quota_json(plan, &d, &v);
+}
+
 int gw_admit(struct gw_req *req, struct MHD_Connection *c, enum MHD_Result *mhd)
 {
     struct gw *gw = req->gw;

@@ -43,18 +43,11 @@ static enum MHD_Result quota(struct gw_req *req, struct MHD_Connection *c)
         return gw_reply_error(req, c, MHD_HTTP_UNAUTHORIZED, "authentication_required",
                               "quotas are per organisation: send Authorization: Bearer <key>");
     struct meter_plan plan;
-    char subject[72];
-    int anchor;
-    json_t *doc;
-    if (req->gw->quota == NULL || !gw_plan_of(req, &plan, subject, sizeof subject, &anchor)) {
-        doc = json_pack("{s:n, s:[], s:s}", "plan", "policies", "source",
-                        req->gw->quota == NULL ? "quotas_off" : "no_plan");
-    } else {
-        struct meter_decision d;
-        struct meter_quota_view v;
-        meter_quota_peek(req->gw->quota, &plan, subject, anchor, &d, &v);
-        doc = meter_quota_json(&plan, &d, &v);
-    }
+    char subject[72] = "";
+    int anchor = 1;
+    bool planned = req->gw->quota != NULL && gw_plan_of(req, &plan, subject, sizeof subject,
+                                                        &anchor);
+    json_t *doc = gw_quota_doc(req->gw, planned ? &plan : NULL, subject, anchor);
     if (doc == NULL)
         return MHD_NO;
     json_object_set_new(doc, "org", json_string(req->id.org_slug));

@@ -277,6 +277,13 @@ void gw_plans_free(struct gw_plans *p);
 int gw_quota_seed(void *arg, const char *subject, int64_t from, int64_t to, uint64_t *bytes);
 /* The plan holding req (its org's, or the anonymous plan for its network) and the quota
  * subject; false when none applies (not limited). */
+/* The plan called name from the plan cache (reloaded when unknown); false when none is. */
+bool gw_plan_named(struct gw *gw, const char *name, struct meter_plan *plan);
+/* The quota document of /-/v1/quota (meter_quota_json) for subject under plan, read without
+ * spending anything; {"plan":null,"policies":[],"source":"quotas_off"|"no_plan"} when quotas
+ * are off or plan is NULL. New reference (NULL: out of memory). */
+json_t *gw_quota_doc(struct gw *gw, const struct meter_plan *plan, const char *subject,
+                     int anchor);
 bool gw_plan_of(struct gw_req *req, struct meter_plan *plan, char *subject, size_t len,
                 int *anchor);
 /* Decides req against its plan. CM_OK: go on. Otherwise a 429 is queued, *mhd says. */

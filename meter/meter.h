@@ -110,6 +110,12 @@ int meter_usage_export(PGconn *db, int64_t org_id, int64_t month_start, json_t *
  * CIDR ranges), at most limit: [{org, name, class, bytes, requests, refused}]. */
 int meter_usage_top(PGconn *db, int64_t from, int64_t to, unsigned limit, json_t **out,
                     char *err, size_t errlen);
+/* All traffic (keyed and anonymous, corrections included) in [from, to), both whole UTC
+ * units of granularity ("hour" | "day", at most 1000 of them): {from, to, granularity,
+ * totals:{bytes, requests, refused}, series:[{start, bytes, requests, refused}]} with every
+ * bucket present. CM_INVALID (err) for a bad range or granularity. *out: new reference. */
+int meter_usage_summary(PGconn *db, int64_t from, int64_t to, const char *granularity,
+                        json_t **out, char *err, size_t errlen);
 /* A correction: signed bytes and requests for an org at a time, with a reason and an
  * author. Every total includes adjustments; history is never rewritten. */
 struct meter_adjustment {

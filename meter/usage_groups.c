@@ -1,7 +1,8 @@
 /*
  * Usage broken down and exported: one page of an org's usage grouped by repository, key
  * and/or status class (ordered, with an opaque cursor), the monthly per-hour export that
- * orgs download as CSV, and the top consumers across orgs. Reads PostgreSQL only; every
+ * orgs download as CSV, the top consumers across orgs, and all traffic summed by hour or day
+ * (the operator page's totals and chart). Reads PostgreSQL only; every
  * figure comes from hm_usage_org / hm_usage_rows (sql/007), like the series.
  */
 #include "meter/usage_int.h"
@@ -168,5 +169,45 @@ int meter_usage_top(PGconn *db, int64_t from, int64_t to, unsigned limit, json_t
         " ON o.id = u.org GROUP BY o.id ORDER BY b DESC, o.slug LIMIT $3::int)"
         " SELECT coalesce(json_agg(json_build_object('org', slug, 'name', name, 'class', class,"
         " 'bytes', b, 'requests', r, 'refused', x) ORDER BY b DESC, slug), '[]') FROM t",
+        3, params, out, err, errlen);
+}
+
+int meter_usage_summary(PGconn *db, int64_t from, int64_t to, const char *granularity,
+                        json_t **out, char *err, size_t errlen)
+{
+    int64_t step = strcmp(granularity, "hour") == 0  ? 3600
+                   : strcmp(granularity, "day") == 0 ? 86400
+                                                     : 0;
+    if (step == 0)
+        return cm_fmt(err, errlen, "granularity must be hour or day"), CM_INVALID;
+    if (from >= to || from % step != 0 || to % step != 0)
+        return cm_fmt(err, errlen, "from must be before to, both whole %ss (UTC)", granularity),
+               CM_INVALID;
+    if ((to - from) / step > 1000)
+        return cm_fmt(err, errlen, "at most 1000 %ss per summary", granularity), CM_INVALID;
+    char lo[24], hi[24];
+    cm_fmt(lo, sizeof lo, "%" PRId64, from);
+    cm_fmt(hi, sizeof hi, "%" PRId64, to);
+    const char *params[] = {lo, hi, granularity};
+    /* Every bucket of the range appears, empty ones with zeros, so a chart has no gaps. */
+    return json_query(
+        db,
+        "WITH u AS (SELECT date_trunc($3::text, bucket AT TIME ZONE 'UTC') AS b, requests,"
+        " bytes, refused FROM hm_usage_rows(to_timestamp($1::bigint), to_timestamp($2::bigint),"
+        " false)),"
+        " s AS (SELECT g.b, coalesce(sum(u.bytes), 0) AS bytes,"
+        " coalesce(sum(u.requests), 0) AS requests,"
+        " coalesce(sum(u.requests) FILTER (WHERE u.refused), 0) AS refused"
+        " FROM generate_series(to_timestamp($1::bigint) AT TIME ZONE 'UTC',"
+        " to_timestamp($2::bigint) AT TIME ZONE 'UTC' - ('1 ' || $3::text)::interval,"
+        " ('1 ' || $3::text)::interval) AS g(b) LEFT JOIN u ON u.b = g.b GROUP BY g.b)"
+        " SELECT json_build_object('from', to_char(to_timestamp($1::bigint) AT TIME ZONE 'UTC',"
+        " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'to', to_char(to_timestamp($2::bigint) AT TIME ZONE"
+        " 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'granularity', $3::text,"
+        " 'totals', json_build_object('bytes', coalesce(sum(bytes), 0), 'requests',"
+        " coalesce(sum(requests), 0), 'refused', coalesce(sum(refused), 0)),"
+        " 'series', coalesce(json_agg(json_build_object('start', to_char(b,"
+        " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'bytes', bytes, 'requests', requests, 'refused',"
+        " refused) ORDER BY b), '[]')) FROM s",
         3, params, out, err, errlen);
 }

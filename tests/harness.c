@@ -598,3 +598,25 @@ void th_http_slow(const char *url, const char *const *headers, long rate,
     curl_slist_free_all(h);
     curl_easy_cleanup(c);
 }
+
+int th_run_bounded(char *const argv[], const char *out_path, int seconds)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        FILE *o = freopen(out_path, "w", stdout);
+        FILE *e = freopen("/dev/null", "w", stderr);
+        (void)o;
+        (void)e;
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int st = 0;
+    for (int i = 0; i < seconds * 10; i++) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        usleep(100 * 1000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+    return -1;
+}

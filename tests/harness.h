@@ -97,6 +97,9 @@ bool th_upstream_saw(const char *marker, char *line, size_t len);
 pid_t th_spawn(const char *const *args, const char *const *env, const char *log);
 /* Waits up to timeout_ms for pid; returns its status as th_run does, or -1 if still running. */
 int th_wait(pid_t pid, int timeout_ms);
+/* Runs argv (PATH looked up) with stdout to out_path and stderr discarded, killing it after
+ * seconds: its exit status, or -1 when it was killed or died of a signal. */
+int th_run_bounded(char *const argv[], const char *out_path, int seconds);
 /* True when file path contains text. */
 bool th_file_contains(const char *path, const char *text);
 

@@ -94,28 +94,6 @@ Test(billing, json_csv_table_and_html_show_the_same_figures, .init = bf_seed, .f
     json_decref(doc);
 }
 
-static int run_bounded(char *const argv[], const char *out_path, int seconds)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        FILE *o = freopen(out_path, "w", stdout);
-        FILE *e = freopen("/dev/null", "w", stderr);
-        (void)o;
-        (void)e;
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    int st = 0;
-    for (int i = 0; i < seconds * 10; i++) {
-        if (waitpid(pid, &st, WNOHANG) == pid)
-            return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-        usleep(100 * 1000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &st, 0);
-    return -1;
-}
-
 static long file_size(const char *path)
 {
     struct stat sb;
@@ -147,7 +125,7 @@ Test(billing, the_html_report_renders_in_headless_chromium,
     snprintf(blank_shot, sizeof blank_shot, "--screenshot=%s", blank_png);
     char *dump[] = {"chromium", "--headless", "--no-sandbox", "--disable-gpu",
                     "--disable-dev-shm-usage", profile_arg, "--dump-dom", url, NULL};
-    cr_assert_eq(run_bounded(dump, dom, 60), 0, "chromium --dump-dom failed or hung");
+    cr_assert_eq(th_run_bounded(dump, dom, 60), 0, "chromium --dump-dom failed or hung");
     cr_assert(th_file_contains(dom, "Funding report 2026-10"));
     cr_assert(th_file_contains(dom, "$13,590.14"));
     cr_assert(th_file_contains(dom, "List-price estimate"));
@@ -158,8 +136,8 @@ Test(billing, the_html_report_renders_in_headless_chromium,
     char *shoot_blank[] = {"chromium", "--headless", "--no-sandbox", "--disable-gpu",
                            "--disable-dev-shm-usage", profile_arg, "--hide-scrollbars",
                            "--window-size=1100,1400", blank_shot, blank_url, NULL};
-    cr_assert_eq(run_bounded(shoot, "/dev/null", 60), 0, "chromium --screenshot failed or hung");
-    cr_assert_eq(run_bounded(shoot_blank, "/dev/null", 60), 0);
+    cr_assert_eq(th_run_bounded(shoot, "/dev/null", 60), 0, "chromium --screenshot failed or hung");
+    cr_assert_eq(th_run_bounded(shoot_blank, "/dev/null", 60), 0);
     long size = file_size(png), blank_size = file_size(blank_png);
     static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     unsigned char head[8] = {0};

@@ -247,7 +247,7 @@ Test(dashboards, every_dashboard_parses_and_uses_provisioned_datasources_by_uid)
     json_t *boards = dashboards();
     const char *need[] = {"hubmeter-traffic", "hubmeter-usage",    "hubmeter-quota",
                           "hubmeter-consumers", "hubmeter-share", "hubmeter-forecast",
-                          "hubmeter-pipeline", NULL};
+                          "hubmeter-pipeline", "hubmeter-funding", NULL};
     for (size_t n = 0; need[n] != NULL; n++) {
         int seen = 0;
         size_t i;
@@ -293,6 +293,8 @@ Test(dashboards, prometheus_config_scrapes_the_gateway_metrics_and_passes_promto
 
 static char db_url[512];
 static PGconn *db;
+static char period[16];         /* this UTC month, YYYY-MM */
+static struct th_run report_run; /* `hubmeter report funding` of it, as JSON */
 
 static void exec_ok(const char *sql)
 {
@@ -354,6 +356,16 @@ static void seed(void)
     snprintf(range_from, sizeof range_from, "%s", PQgetvalue(res, 0, 0));
     snprintf(range_to, sizeof range_to, "%s", PQgetvalue(res, 0, 1));
     PQclear(res);
+    /* A funding report of this month, stored as billing/ stores every one (funding_reports). */
+    res = PQexec(db, "SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM')");
+    cr_assert_eq(PQresultStatus(res), PGRES_TUPLES_OK, "%s", PQerrorMessage(db));
+    snprintf(period, sizeof period, "%s", PQgetvalue(res, 0, 0));
+    PQclear(res);
+    char env[600];
+    snprintf(env, sizeof env, "HUBMETER_DATABASE_URL=%s", db_url);
+    th_hubmeter(&report_run, (const char *[]){env, NULL},
+                (const char *[]){"report", "funding", "--period", period, "--format", "json", NULL});
+    cr_assert_eq(report_run.status, 0, "%s", report_run.err);
 }
 
 static void unseed(void)
@@ -413,11 +425,56 @@ Test(dashboards, views_count_every_byte_once_and_attribute_it, .init = seed, .fi
     expect_row("SELECT sum(bytes) FROM dash_usage_hourly WHERE org = '(anonymous)'", "900");
 }
 
+Test(dashboards, funding_views_show_the_latest_report_of_each_period, .init = seed, .fini = unseed)
+{
+    json_t *doc = json_loads(report_run.out, 0, NULL);
+    cr_assert(doc != NULL, "the report is JSON: %s", report_run.out);
+    const json_t *t = json_object_get(doc, "totals");
+    char want[512], sql[512];
+    snprintf(want, sizeof want, "%s|t|%lld|%lld|%lld|%lld|%lld",
+             period, (long long)json_integer_value(json_object_get(t, "bytes")),
+             (long long)json_integer_value(json_object_get(t, "period_cost_micros")),
+             (long long)json_integer_value(json_object_get(t, "asks_micros")),
+             (long long)json_integer_value(json_object_get(t, "review_asks_micros")),
+             (long long)json_integer_value(json_object_get(t, "consumers")));
+    cr_assert_eq(json_integer_value(json_object_get(t, "bytes")), 190900, "the seeded bytes");
+    expect_row("SELECT to_char(period AT TIME ZONE 'UTC', 'YYYY-MM'), month_to_date, bytes,"
+               " period_cost_micros, asks_micros, review_asks_micros, consumers"
+               " FROM dash_funding_reports", want);
+    /* The consumers of the report, in its order, with its costs and asks. */
+    const json_t *c = json_array_get(json_object_get(doc, "consumers"), 0);
+    snprintf(want, sizeof want, "%lld|%s|%lld|%lld|%lld|%s|%lld",
+             (long long)json_array_size(json_object_get(doc, "consumers")),
+             json_string_value(json_object_get(c, "consumer")),
+             (long long)json_integer_value(json_object_get(c, "bytes")),
+             (long long)json_integer_value(json_object_get(c, "cost_micros")),
+             (long long)json_integer_value(json_object_get(c, "ask_micros")),
+             json_string_value(json_object_get(c, "ask_status")),
+             (long long)json_integer_value(json_object_get(c, "rank")));
+    snprintf(sql, sizeof sql, "SELECT (SELECT count(*) FROM dash_funding_consumers), consumer,"
+             " bytes, cost_micros, ask_micros, ask_status, rank FROM dash_funding_consumers"
+             " ORDER BY rank LIMIT 1");
+    expect_row(sql, want);
+    json_decref(doc);
+    /* A regenerated report is a new snapshot: the views show the latest, the history both. */
+    char env[600];
+    snprintf(env, sizeof env, "HUBMETER_DATABASE_URL=%s", db_url);
+    struct th_run r;
+    exec_ok("INSERT INTO usage_adjustments (bucket, org_id, repo, requests, bytes, reason, author)"
+            " VALUES (now(), 1, 'acme/model', 0, 5000, 'late', 'test')");
+    th_hubmeter(&r, (const char *[]){env, NULL},
+                (const char *[]){"report", "funding", "--period", period, "--format", "json", NULL});
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    expect_row("SELECT bytes FROM dash_funding_reports", "195900");
+    expect_row("SELECT count(*), count(DISTINCT period) FROM dash_funding_snapshots", "2|1");
+}
+
 Test(dashboards, the_grafana_role_reads_the_views_and_nothing_else, .init = seed, .fini = unseed)
 {
     exec_ok("SET ROLE hubmeter_grafana");
     const char *denied[] = {"SELECT 1 FROM api_keys", "SELECT 1 FROM orgs", "SELECT 1 FROM usage_minute",
-                            "SELECT 1 FROM org_networks", "INSERT INTO usage_adjustments (bucket,"
+                            "SELECT 1 FROM org_networks", "SELECT 1 FROM funding_reports",
+                            "INSERT INTO usage_adjustments (bucket,"
                             " requests, bytes, reason, author) VALUES (now(), 1, 1, 'x', 'y')",
                             NULL};
     for (size_t i = 0; denied[i] != NULL; i++) {
