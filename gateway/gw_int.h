@@ -156,6 +156,7 @@ struct gw_req {
     struct MHD_Connection *conn;
     bool suspended, wake_queued, timer_fired, client_watched, client_hung_up;
     int64_t timer_due_ms;       /* 0: no timer */
+    int64_t suspend_due_ms;     /* when the current suspension ends at the latest */
     struct gw_req *timer_next, *ready_next;
     struct gw_watch client_watch;
     void *live_stream;          /* the stream its response reads (told when req ends) */
@@ -234,6 +235,9 @@ CURLM *gw_worker_multi(struct gw_worker *w);
 /* A stream buffer (GW_STREAM_BUFFER bytes) from the worker's pool, or malloc'd; and back. */
 char *gw_worker_buffer(struct gw_worker *w);
 void gw_worker_buffer_give(struct gw_worker *w, char *buf);
+/* A curl easy handle from the worker's pool (reset), or a new one; and back. */
+CURL *gw_worker_easy(struct gw_worker *w);
+void gw_worker_easy_give(struct gw_worker *w, CURL *easy);
 /* Suspends req's connection (from its handler or content reader) until it is woken or
  * due_ms (CLOCK_MONOTONIC ms) comes; its client's hang-up also wakes it. */
 void gw_req_suspend(struct gw_req *req, int64_t due_ms);

@@ -288,7 +288,7 @@ static void stream_free(void *cls)
         return;
     if (s->in_multi) /* the upstream connection stays in the worker's cache for reuse */
         curl_multi_remove_handle(gw_worker_multi(s->worker), s->easy);
-    curl_easy_cleanup(s->easy);
+    gw_worker_easy_give(s->worker, s->easy);
     gw_worker_buffer_give(s->worker, s->buf);
     free(s->up);
     curl_slist_free_all(s->out_headers);
@@ -457,7 +457,7 @@ enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, c
     s->head_deadline_ms = cm_mono_ms() + s->first_byte_ms;
     s->uploading = with_body;
     s->follow = follow && !with_body;
-    s->easy = curl_easy_init();
+    s->easy = gw_worker_easy(s->worker);
     s->buf = gw_worker_buffer(s->worker);
     if (s->easy == NULL || s->buf == NULL || (with_body && (s->up = malloc(UPLOAD_BUFFER)) == NULL)) {
         stream_free(s);

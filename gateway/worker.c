@@ -20,6 +20,10 @@
 #include <unistd.h>
 
 #define BUFFER_POOL 64
+#define EASY_POOL 64
+/* A connection suspended longer than this has its client's socket watched for a hang-up
+ * (shorter waits are not worth two epoll_ctl calls). */
+#define WATCH_AFTER_MS 50
 
 struct gw_worker {
     struct gw *gw;
@@ -39,6 +43,8 @@ struct gw_worker {
     bool thread_started;
     char *buffers[BUFFER_POOL]; /* stream buffers kept for the next requests */
     int n_buffers;
+    CURL *easies[EASY_POOL];    /* reset easy handles kept for the next requests */
+    int n_easies;
 };
 
 static _Thread_local struct gw_worker *current;
@@ -52,6 +58,25 @@ char *gw_worker_buffer(struct gw_worker *w)
     if (w != NULL && w->n_buffers > 0)
         return w->buffers[--w->n_buffers];
     return malloc(GW_STREAM_BUFFER);
+}
+
+CURL *gw_worker_easy(struct gw_worker *w)
+{
+    if (w != NULL && w == current && w->n_easies > 0)
+        return w->easies[--w->n_easies];
+    return curl_easy_init();
+}
+
+void gw_worker_easy_give(struct gw_worker *w, CURL *easy)
+{
+    if (easy == NULL)
+        return;
+    if (w != NULL && w == current && w->n_easies < EASY_POOL) {
+        curl_easy_reset(easy);
+        w->easies[w->n_easies++] = easy;
+    } else {
+        curl_easy_cleanup(easy);
+    }
 }
 
 void gw_worker_buffer_give(struct gw_worker *w, char *buf)
@@ -76,13 +101,16 @@ static void watch_client(struct gw_worker *w, struct gw_req *req, bool on)
 
 void gw_req_suspend(struct gw_req *req, int64_t due_ms)
 {
-    gw_req_timer(req, due_ms);
+    /* The timer first comes after WATCH_AFTER_MS to start watching the client's socket
+     * (run_timers), then at due_ms. */
+    int64_t watch_at = cm_mono_ms() + WATCH_AFTER_MS;
+    req->suspend_due_ms = due_ms;
+    gw_req_timer(req, !req->client_watched && watch_at < due_ms ? watch_at : due_ms);
     if (req->suspended)
         return;
     req->suspended = true;
     req->timer_fired = false;
     MHD_suspend_connection(req->conn);
-    watch_client(current, req, true);
 }
 
 /* Queues req to be resumed at the end of the current loop round (at most once). */
@@ -145,6 +173,10 @@ static int64_t run_timers(struct gw_worker *w, int64_t now)
     int64_t next = 0;
     for (struct gw_req **p = &w->timers; *p != NULL;) {
         struct gw_req *req = *p;
+        if (req->timer_due_ms <= now && req->suspended && req->suspend_due_ms > now) {
+            watch_client(w, req, true); /* a long wait: its client's hang-up must wake it */
+            req->timer_due_ms = req->suspend_due_ms;
+        }
         if (req->timer_due_ms <= now) {
             *p = req->timer_next;
             req->timer_due_ms = 0;
@@ -381,6 +413,8 @@ void gw_worker_free(struct gw_worker *w)
     free_gone(w);
     for (int i = 0; i < w->n_buffers; i++)
         free(w->buffers[i]);
+    for (int i = 0; i < w->n_easies; i++)
+        curl_easy_cleanup(w->easies[i]);
     if (w->epfd >= 0)
         close(w->epfd);
     if (w->wakefd >= 0)
