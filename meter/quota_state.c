@@ -121,7 +121,8 @@ static void add_state(struct meter_decision *d, enum meter_policy p, uint64_t li
     s->window_s = window_s;
 }
 
-/* Orders the states: the refusing policy first, then the smallest remaining share. */
+/* Orders the states: the refusing policy first, then the smallest remaining share
+ * (concurrency last). */
 static void sort_states(struct meter_decision *d)
 {
     for (int i = 1; i < d->n; i++)
@@ -129,8 +130,14 @@ static void sort_states(struct meter_decision *d)
             struct meter_policy_state *a = &d->st[k - 1], *b = &d->st[k];
             bool b_first = b->policy == d->refused_by && d->refused_by != MQ_NONE;
             bool a_first = a->policy == d->refused_by && d->refused_by != MQ_NONE;
-            double sa = a->limit ? (double)a->remaining / (double)a->limit : 1;
-            double sb = b->limit ? (double)b->remaining / (double)b->limit : 1;
+            /* Concurrency is not a rate (it has no window), and clients that read the
+             * first policy as "q per w" would misread it: it comes last unless it refused. */
+            double sa = a->policy == MQ_CONCURRENCY ? 2
+                        : a->limit                  ? (double)a->remaining / (double)a->limit
+                                                    : 1;
+            double sb = b->policy == MQ_CONCURRENCY ? 2
+                        : b->limit                  ? (double)b->remaining / (double)b->limit
+                                                    : 1;
             if (!(b_first || (!a_first && sb < sa)))
                 break;
             struct meter_policy_state t = *a;
