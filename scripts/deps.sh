@@ -11,7 +11,7 @@ PACKAGES=(
   libmicrohttpd-dev libcurl4-openssl-dev libhiredis-dev libpq-dev
   libjansson-dev libssl-dev libcriterion-dev
   redis-server postgresql nginx-light libnginx-mod-http-echo
-  curl ca-certificates procps
+  curl ca-certificates procps aria2
   chromium
   prometheus
 )

@@ -546,3 +546,56 @@ Test(e2e_nginx, a_resumed_proxied_download_is_byte_identical, .init = start_ngin
 {
     assert_resume_is_byte_identical();
 }
+
+/* A real parallel-range client: aria2c with 8 connections (as `aria2c -x8` users run it)
+ * gets a byte-identical 64 MiB file, and the usage counts at least every byte of it (a
+ * range aria2c abandons may add what it had received, never less than the file). */
+static void aria2c_download(void)
+{
+    char dir[128], u[256], cmd[2048];
+    snprintf(dir, sizeof dir, "/tmp/hm-aria-%d", (int)getpid());
+    url(u, sizeof u, "/acme/model/resolve/main/big.bin");
+    snprintf(cmd, sizeof cmd,
+             "rm -rf %s && mkdir -p %s && timeout 90 aria2c -q -x8 -s8 -k1M"
+             " --allow-overwrite=true --auto-file-renaming=false --header='%s' -d %s -o big.bin"
+             " '%s' >%s.log 2>&1 && cmp -s %s/big.bin %s/acme/model/resolve/main/big.bin",
+             dir, dir, auth, dir, u, dir, dir, th_env("HM_TEST_WWW"));
+    int rc = system(cmd);
+    snprintf(cmd, sizeof cmd, "%s tail -n 20 %s.log >&2; rm -rf %s %s.log",
+             rc != 0 ? "" : ":", dir, dir, dir);
+    if (system(cmd) != 0)
+        cr_log_warn("could not remove %s", dir);
+    cr_assert_eq(rc, 0, "aria2c -x8 through the gateway must produce the same file (its "
+                        "output, if it failed, is above)");
+    char uu[256];
+    url(uu, sizeof uu, "/-/v1/usage");
+    const char *h[] = {auth, NULL};
+    int64_t deadline = th_now_ms() + 15000;
+    json_int_t bytes = 0, requests = 0;
+    while (th_now_ms() < deadline && bytes < (64 << 20)) {
+        struct th_response r;
+        th_http("GET", uu, h, &r);
+        json_t *doc = json_loads(r.body, 0, NULL);
+        json_t *totals = json_object_get(doc, "totals");
+        bytes = json_integer_value(json_object_get(totals, "bytes"));
+        requests = json_integer_value(json_object_get(totals, "requests"));
+        json_decref(doc);
+        th_response_free(&r);
+        usleep(100 * 1000);
+    }
+    cr_assert(bytes >= (64 << 20) && bytes <= (64 << 20) + (8 << 20),
+              "usage counts %lld bytes for a 64 MiB file fetched in ranges", (long long)bytes);
+    cr_assert(requests >= 2 && requests <= 64, "%lld requests", (long long)requests);
+}
+
+Test(e2e_file, aria2c_with_8_connections_gets_a_byte_identical_file, .init = start_file,
+     .fini = stop, .timeout = 120)
+{
+    aria2c_download();
+}
+
+Test(e2e_nginx, aria2c_with_8_connections_gets_a_byte_identical_file, .init = start_nginx,
+     .fini = stop, .timeout = 120)
+{
+    aria2c_download();
+}
