@@ -20,26 +20,6 @@ static void hash_hex(const char *secret, char hex[65])
     cm_hex(hash, 32, hex);
 }
 
-/* Runs sql (returning one JSON text column) into *out; CM_NOTFOUND when no row. */
-static int json_row(PGconn *db, const char *sql, int n, const char *const *params, json_t **out,
-                    char *err, size_t errlen)
-{
-    *out = NULL;
-    PGresult *res = PQexecParams(db, sql, n, NULL, params, NULL, NULL, 0);
-    int rc = CM_OK;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = cm_pg_state_is(res, "23505") ? CM_EXISTS : CM_ERR;
-        cm_pg_error(db, res, err, errlen);
-    } else if (PQntuples(res) == 0) {
-        rc = CM_NOTFOUND;
-    } else if ((*out = json_loads(PQgetvalue(res, 0, 0), 0, NULL)) == NULL) {
-        rc = CM_ERR;
-        cm_fmt(err, errlen, "out of memory");
-    }
-    PQclear(res);
-    return rc;
-}
-
 int reg_admin_bootstrap(PGconn *db, const char *secret, char *err, size_t errlen)
 {
     if (secret[0] == '\0')
@@ -51,7 +31,7 @@ int reg_admin_bootstrap(PGconn *db, const char *secret, char *err, size_t errlen
         return CM_ERR;
     /* A changed HUBMETER_ADMIN_TOKEN replaces the bootstrap token, unless it was revoked. */
     json_t *row = NULL;
-    int rc = json_row(db,
+    int rc = reg_json_row(db,
                       "INSERT INTO admin_tokens (name, secret_sha256) VALUES ('bootstrap',"
                       " decode($1, 'hex')) ON CONFLICT (name) DO UPDATE SET secret_sha256 ="
                       " EXCLUDED.secret_sha256, created_at = now() WHERE admin_tokens.revoked_at"
@@ -108,7 +88,7 @@ int reg_admin_token_create(PGconn *db, const char *actor, const char *name, char
     const char *params[] = {name, hex};
     if (reg_begin(db, err, errlen) != CM_OK)
         return CM_ERR;
-    int rc = json_row(db,
+    int rc = reg_json_row(db,
                       "INSERT INTO admin_tokens (name, secret_sha256)"
                       " VALUES ($1, decode($2, 'hex'))"
                       " RETURNING " TOKEN_JSON,
@@ -132,7 +112,7 @@ int reg_admin_token_create(PGconn *db, const char *actor, const char *name, char
 
 int reg_admin_token_list(PGconn *db, json_t **out, char *err, size_t errlen)
 {
-    int rc = json_row(db,
+    int rc = reg_json_row(db,
                       "SELECT coalesce(json_agg(" TOKEN_JSON " ORDER BY name), '[]')"
                       " FROM admin_tokens",
                       0, NULL, out, err, errlen);
@@ -145,7 +125,7 @@ int reg_admin_token_revoke(PGconn *db, const char *actor, const char *name, json
     const char *params[] = {name};
     if (reg_begin(db, err, errlen) != CM_OK)
         return CM_ERR;
-    int rc = json_row(db,
+    int rc = reg_json_row(db,
                       "UPDATE admin_tokens SET revoked_at = coalesce(revoked_at, now())"
                       " WHERE name = $1 RETURNING " TOKEN_JSON,
                       1, params, out, err, errlen);

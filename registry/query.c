@@ -1,6 +1,7 @@
 /*
- * The two query shapes every registry file uses: "rows into an array of records" and
- * "one record or not found". Queries stay with the file that owns the table.
+ * The query shapes every registry file uses: "rows into an array of records", "one
+ * record or not found" and "one JSON document or not found". Queries stay with the file
+ * that owns the table.
  */
 #include "registry/registry_int.h"
 
@@ -48,6 +49,27 @@ int reg_query_one(PGconn *db, const char *sql, int nparams, const char *const *p
     } else {
         cm_pg_error(db, res, err, errlen);
         rc = CM_ERR;
+    }
+    PQclear(res);
+    return rc;
+}
+
+int reg_json_row(PGconn *db, const char *sql, int nparams, const char *const *params,
+                 json_t **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    PGresult *res = PQexecParams(db, sql, nparams, NULL, params, NULL, NULL, 0);
+    int rc = CM_OK;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = cm_pg_state_is(res, "23505")   ? CM_EXISTS
+             : cm_pg_state_is(res, "23514") ? CM_INVALID
+                                            : CM_ERR;
+        cm_pg_error(db, res, err, errlen);
+    } else if (PQntuples(res) == 0) {
+        rc = CM_NOTFOUND;
+    } else if ((*out = json_loads(PQgetvalue(res, 0, 0), 0, NULL)) == NULL) {
+        rc = CM_ERR;
+        cm_fmt(err, errlen, "out of memory");
     }
     PQclear(res);
     return rc;

@@ -22,4 +22,10 @@ int reg_query_one(PGconn *db, const char *sql, int nparams, const char *const *p
                   reg_read_row read, void *out, const char *notfound, char *err,
                   size_t errlen);
 
+/* Runs sql whose one row holds one JSON text column into *out (new reference): CM_OK,
+ * CM_NOTFOUND (no row), CM_EXISTS (a unique violation), CM_INVALID (a check violation)
+ * or CM_ERR with err. */
+int reg_json_row(PGconn *db, const char *sql, int nparams, const char *const *params,
+                 json_t **out, char *err, size_t errlen);
+
 #endif

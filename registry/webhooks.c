@@ -14,26 +14,6 @@
     "json_build_object('id', w.id, 'org', o.slug, 'url', w.url, 'thresholds', w.thresholds," \
     " 'created_at', to_char(w.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'))"
 
-/* Runs sql whose one row holds one JSON text into *out: CM_OK, CM_NOTFOUND (no row). */
-static int json_one(PGconn *db, const char *sql, int n, const char *const *params, json_t **out,
-                    char *err, size_t errlen)
-{
-    *out = NULL;
-    PGresult *res = PQexecParams(db, sql, n, NULL, params, NULL, NULL, 0);
-    int rc = CM_OK;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = cm_pg_state_is(res, "23514") ? CM_INVALID : CM_ERR;
-        cm_pg_error(db, res, err, errlen);
-    } else if (PQntuples(res) == 0) {
-        rc = CM_NOTFOUND;
-    } else if ((*out = json_loads(PQgetvalue(res, 0, 0), 0, NULL)) == NULL) {
-        rc = CM_ERR;
-        cm_fmt(err, errlen, "out of memory");
-    }
-    PQclear(res);
-    return rc;
-}
-
 /* "{80,100}" from thresholds; CM_INVALID unless 1-10 values of 1-1000. */
 static int threshold_array(const int *t, size_t n, char *out, size_t len)
 {
@@ -76,7 +56,7 @@ int reg_webhook_create(PGconn *db, const char *actor, const char *org_slug, cons
     const char *params[] = {org, url, secret, arr};
     if (reg_begin(db, err, errlen) != CM_OK)
         return CM_ERR;
-    int rc = json_one(db,
+    int rc = reg_json_row(db,
                       "WITH w AS (INSERT INTO webhooks (org_id, url, secret, thresholds)"
                       " VALUES (nullif($1::bigint, 0), $2, $3, $4::smallint[]) RETURNING *)"
                       " SELECT " HOOK_JSON " FROM w LEFT JOIN orgs o ON o.id = w.org_id",
@@ -101,7 +81,7 @@ int reg_webhook_list(PGconn *db, int64_t org_id, json_t **out, char *err, size_t
     char org[24];
     cm_fmt(org, sizeof org, "%" PRId64, org_id);
     const char *params[] = {org};
-    return json_one(db,
+    return reg_json_row(db,
                     "SELECT coalesce(json_agg(" HOOK_JSON " ORDER BY w.id), '[]')"
                     " FROM webhooks w LEFT JOIN orgs o ON o.id = w.org_id"
                     " WHERE $1::bigint = 0 OR w.org_id = $1::bigint",
@@ -117,7 +97,7 @@ int reg_webhook_delete(PGconn *db, const char *actor, int64_t org_id, int64_t id
     const char *params[] = {idtext, org};
     if (reg_begin(db, err, errlen) != CM_OK)
         return CM_ERR;
-    int rc = json_one(db,
+    int rc = reg_json_row(db,
                       "WITH w AS (DELETE FROM webhooks WHERE id = $1::bigint AND ($2::bigint = 0"
                       " OR org_id = $2::bigint) RETURNING *)"
                       " SELECT " HOOK_JSON " FROM w LEFT JOIN orgs o ON o.id = w.org_id",
@@ -142,7 +122,7 @@ int reg_webhook_deliveries(PGconn *db, int64_t id, json_t **out, char *err, size
     char idtext[24];
     cm_fmt(idtext, sizeof idtext, "%" PRId64, id);
     const char *params[] = {idtext};
-    int rc = json_one(db,
+    int rc = reg_json_row(db,
                       "SELECT coalesce(json_agg(json_build_object('id', x.id, 'org', o.slug,"
                       " 'threshold', x.threshold, 'period', to_char(x.period AT TIME ZONE 'UTC',"
                       " 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), 'attempts', x.attempts,"
