@@ -16,6 +16,9 @@
 
 #define STREAM_BUFFER GW_STREAM_BUFFER
 #define UPLOAD_BUFFER (256 * 1024)
+/* A response whose whole body is already here (up to this size) is handed to MHD as one
+ * buffer: head and body go out together, without a content reader. */
+#define WHOLE_MAX (64 * 1024)
 #define HEADER_MAX 100
 
 struct header {
@@ -42,6 +45,7 @@ struct stream {
     int64_t head_deadline_ms;  /* the first-byte timeout (CLOCK_MONOTONIC ms) */
     int64_t last_data_ms;      /* when the upstream last sent body bytes */
     int64_t paced_until_ms;    /* the org's byte bucket holds the stream until then */
+    uint64_t charged_ahead;    /* bytes already charged to the org before they were read */
     bool follow; /* redirects are followed inside the gateway (metered route) */
     /* Request body (POST, PUT, …): copied from libmicrohttpd, taken by curl's reader. */
     char *up;
@@ -222,7 +226,9 @@ static ssize_t deliver(struct stream *s, size_t n)
     s->delivered += n;
     req->bytes_sent += n;
     gw_checkpoint(req);
-    int64_t wait_us = gw_quota_charge(req, n);
+    uint64_t ahead = s->charged_ahead < n ? s->charged_ahead : n;
+    s->charged_ahead -= ahead;
+    int64_t wait_us = gw_quota_charge(req, n - ahead);
     if (wait_us > 0)
         s->paced_until_ms = cm_mono_ms() + (wait_us + 999) / 1000;
     return (ssize_t)n;
@@ -387,12 +393,14 @@ static int build_request(struct stream *s, struct MHD_Connection *c, const char 
 }
 
 /* Builds the client response from the upstream's head; NULL when out of memory. */
-static struct MHD_Response *make_response(struct stream *s)
+static struct MHD_Response *make_response(struct stream *s, bool whole)
 {
     bool bodyless = s->status == 204 || s->status == 304;
     uint64_t size = bodyless ? 0 : s->has_length ? s->length : MHD_SIZE_UNKNOWN;
     struct MHD_Response *resp =
         bodyless ? MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT)
+        : whole  ? MHD_create_response_from_buffer(s->len, s->buf + s->start,
+                                                   MHD_RESPMEM_MUST_COPY)
                  : MHD_create_response_from_callback(size, 64 * 1024, read_body, s, stream_free);
     if (resp == NULL)
         return NULL;
@@ -434,9 +442,25 @@ static enum MHD_Result respond(struct gw_req *req, struct MHD_Connection *c, str
     req->upstream_ms = (cm_now_us() - req->start_us) / 1000;
     unsigned status = (unsigned)s->status;
     bool bodyless = status == 204 || status == 304;
-    struct MHD_Response *resp = make_response(s);
-    if (resp == NULL || bodyless)
-        stream_free(s); /* a bodyless response does not own the stream */
+    /* A small body that is all here goes out with the head in one buffer — unless the
+     * org's byte bucket makes it wait (then the reader paces it; it is charged now). */
+    bool whole = !bodyless && s->done && s->result == CURLE_OK && s->len <= WHOLE_MAX &&
+                 s->has_length && s->len == s->length && strcmp(req->method, "HEAD") != 0;
+    if (whole) {
+        int64_t wait_us = gw_quota_charge(req, s->len);
+        if (wait_us > 0) {
+            s->charged_ahead = s->len;
+            s->paced_until_ms = cm_mono_ms() + (wait_us + 999) / 1000;
+            whole = false;
+        }
+    }
+    struct MHD_Response *resp = make_response(s, whole);
+    if (resp != NULL && whole) {
+        s->delivered = s->len;
+        req->bytes_sent = s->len;
+    }
+    if (resp == NULL || bodyless || whole)
+        stream_free(s); /* the response does not read from the stream */
     else
         req->live_stream = s; /* told when req ends, before the response is destroyed */
     if (resp == NULL)

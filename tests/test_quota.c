@@ -434,6 +434,30 @@ Test(quota, a_busy_org_is_admitted_from_local_pools_and_unused_tokens_go_back, .
     th_gateway_stop(&g);
 }
 
+Test(quota, a_small_body_is_held_back_while_the_byte_bucket_is_in_debt, .timeout = 120)
+{
+    /* 100 kB/s with a 4 kB bucket: a download's first lease (25 kB, a quarter second of
+     * the rate) puts the bucket in debt, so even a 22-byte body waits ~0.2 s for it, then
+     * arrives whole (the lease's unused part goes back when it ends). */
+    setup_plan(th_env("HM_TEST_NGINX_URL"), NULL,
+               (const char *[]){"--bytes-per-second", "100000", "--byte-burst", "4096", NULL});
+    struct th_gateway g;
+    start_gateway(&g, NULL);
+    for (int i = 0; i < 2; i++) {
+        struct th_response r;
+        int64_t t0 = th_now_ms();
+        cr_assert_eq(get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r), 200);
+        int64_t took = th_now_ms() - t0;
+        cr_assert_eq(r.body_len, 22u, "the held-back body arrives whole");
+        cr_assert(strstr(r.body, "model_type") != NULL, "%s", r.body);
+        th_response_free(&r);
+        cr_assert_geq(took, 150, "download %d waited for its lease (%lld ms)", i,
+                      (long long)took);
+        cr_assert_leq(took, 2000, "and not much longer (%lld ms)", (long long)took);
+    }
+    th_gateway_stop(&g);
+}
+
 Test(quota, shadow_mode_never_refuses_and_still_reports, .timeout = 120)
 {
     setup_plan(file_upstream(), NULL,
