@@ -158,6 +158,7 @@ struct gw_req {
     int64_t timer_due_ms;       /* 0: no timer */
     int64_t suspend_due_ms;     /* when the current suspension ends at the latest */
     struct gw_req *timer_next, *ready_next;
+    struct gw_req **timer_pprev; /* where its worker's timer list points at it (NULL: none) */
     struct gw_watch client_watch;
     void *live_stream;          /* the stream its response reads (told when req ends) */
 };

@@ -36,7 +36,7 @@ struct gw_worker {
     int64_t curl_due_ms; /* curl's timer (-1: none) */
     _Atomic bool quiesce, stop;
     bool quiesced;
-    struct gw_req *timers; /* requests with a timer, linked through timer_next */
+    struct gw_req *timers; /* suspended requests (each has a timer): timer_next/_pprev */
     struct gw_req *ready;  /* requests to resume after this round, linked through ready_next */
     struct gw_watch *gone; /* curl socket watches removed during a round: freed after it
                             * (an event for them may still be in the round's batch) */
@@ -124,8 +124,24 @@ void gw_req_wake(struct gw_req *req)
     w->ready = req;
 }
 
+/* Takes req's timer off its worker's list (O(1): the list is doubly linked). */
+static void timer_unlink(struct gw_req *req)
+{
+    if (req->timer_pprev == NULL)
+        return;
+    *req->timer_pprev = req->timer_next;
+    if (req->timer_next != NULL)
+        req->timer_next->timer_pprev = req->timer_pprev;
+    req->timer_pprev = NULL;
+    req->timer_next = NULL;
+    req->timer_due_ms = 0;
+}
+
+/* Resumes req; its timer goes (a suspended request is the only kind that has one, so the
+ * list stays as short as the number of waiting requests). */
 static void resume(struct gw_worker *w, struct gw_req *req)
 {
+    timer_unlink(req);
     req->wake_queued = false;
     if (!req->suspended)
         return;
@@ -139,9 +155,12 @@ void gw_req_timer(struct gw_req *req, int64_t due_ms)
     struct gw_worker *w = current;
     if (w == NULL)
         return;
-    if (req->timer_due_ms == 0) { /* not linked yet */
+    if (req->timer_pprev == NULL) { /* not linked yet */
         req->timer_next = w->timers;
+        if (w->timers != NULL)
+            w->timers->timer_pprev = &req->timer_next;
         w->timers = req;
+        req->timer_pprev = &w->timers;
     }
     req->timer_due_ms = due_ms;
 }
@@ -151,17 +170,12 @@ void gw_req_forget(struct gw_req *req)
     struct gw_worker *w = current;
     if (w == NULL)
         return;
-    for (struct gw_req **p = &w->timers; *p != NULL; p = &(*p)->timer_next)
-        if (*p == req) {
-            *p = req->timer_next;
-            break;
-        }
-    for (struct gw_req **p = &w->ready; *p != NULL; p = &(*p)->ready_next)
+    timer_unlink(req);
+    for (struct gw_req **p = &w->ready; req->wake_queued && *p != NULL; p = &(*p)->ready_next)
         if (*p == req) {
             *p = req->ready_next;
             break;
         }
-    req->timer_due_ms = 0;
     req->wake_queued = false;
     watch_client(w, req, false);
 }
@@ -171,22 +185,19 @@ void gw_req_forget(struct gw_req *req)
 static int64_t run_timers(struct gw_worker *w, int64_t now)
 {
     int64_t next = 0;
-    for (struct gw_req **p = &w->timers; *p != NULL;) {
-        struct gw_req *req = *p;
+    for (struct gw_req *req = w->timers, *after; req != NULL; req = after) {
+        after = req->timer_next; /* resume() unlinks req */
         if (req->timer_due_ms <= now && req->suspended && req->suspend_due_ms > now) {
             watch_client(w, req, true); /* a long wait: its client's hang-up must wake it */
             req->timer_due_ms = req->suspend_due_ms;
         }
         if (req->timer_due_ms <= now) {
-            *p = req->timer_next;
-            req->timer_due_ms = 0;
             req->timer_fired = true;
             resume(w, req);
             continue;
         }
         if (next == 0 || req->timer_due_ms < next)
             next = req->timer_due_ms;
-        p = &req->timer_next;
     }
     return next;
 }
@@ -282,8 +293,8 @@ static int mhd_timeout_ms(struct gw_worker *w)
  * a suspended request always has a timer (its deadline), so the timer list holds them. */
 static void resume_all(struct gw_worker *w)
 {
-    for (struct gw_req *req = w->timers; req != NULL; req = req->timer_next)
-        resume(w, req);
+    while (w->timers != NULL)
+        resume(w, w->timers); /* unlinks it */
     run_ready(w);
 }
 
