@@ -18,7 +18,7 @@
 #define GW_REQ_MAGIC 0x68726571u /* "hreq": checked whenever a request comes back as void * */
 
 /* What an epoll event of a worker is about (worker.c). */
-enum gw_watch_kind { GW_W_MHD, GW_W_WAKE, GW_W_CURL, GW_W_CLIENT, GW_W_GONE };
+enum gw_watch_kind { GW_W_MHD, GW_W_WAKE, GW_W_CURL, GW_W_CLIENT, GW_W_GONE, GW_W_LISTEN };
 struct gw_watch {
     enum gw_watch_kind kind;
     int fd;
@@ -68,11 +68,14 @@ struct gw_metrics {
 
 #define GW_MAX_WORKERS 64
 struct gw_worker;
+struct gw_acceptor;
 
 struct gw {
     const struct hm_config *cfg;
     struct gw_worker *workers[GW_MAX_WORKERS]; /* the event loops (worker.c) */
     int n_workers;
+    struct gw_acceptor *acceptor; /* deals new connections to the workers (acceptor.c) */
+    int listen_fd;                /* the public listening socket */
     struct cm_pg_pool *pg;
     struct meter *meter;
     struct gw_idcache *ids;
@@ -224,7 +227,8 @@ int gw_repo_patterns_check(const char *patterns, char *err, size_t errlen);
 /* ---- event loops (worker.c) ---------------------------------------------------------------------- */
 #define GW_STREAM_BUFFER (512 * 1024) /* an upstream response's buffer per connection */
 typedef struct MHD_Daemon *(*gw_daemon_starter)(struct gw *gw, struct gw_worker *w);
-/* Starts a worker whose daemon start() makes (external epoll mode). NULL on failure. */
+/* Starts a worker whose daemon start() makes (external epoll mode, no listening socket
+ * of its own), then attaches it to gw->acceptor. NULL on failure. */
 struct gw_worker *gw_worker_start(struct gw *gw, int index, gw_daemon_starter start);
 /* Stops accepting connections (running requests go on). Thread-safe. */
 void gw_worker_quiesce(struct gw_worker *w);
@@ -232,6 +236,27 @@ void gw_worker_quiesce(struct gw_worker *w);
 void gw_worker_free(struct gw_worker *w);
 /* The worker whose thread this is (NULL elsewhere). */
 struct gw_worker *gw_worker_self(void);
+int gw_worker_epfd(struct gw_worker *w);
+struct MHD_Daemon *gw_worker_daemon(struct gw_worker *w);
+/* Wakes w's loop (thread-safe): it then takes the connections dealt to it. */
+void gw_worker_wake(struct gw_worker *w);
+
+/* ---- dealing connections to workers (acceptor.c) ----------------------------------------------- */
+struct gw_acceptor *gw_acceptor_new(void);
+/* Worker index (w, running) watches its own dup of listen_fd and is dealt connections
+ * from then on; called in order 0, 1, … */
+int gw_acceptor_attach(struct gw_acceptor *a, struct gw_worker *w, int index, int listen_fd);
+/* On worker self's thread: accepts what waits and deals it round-robin. */
+void gw_acceptor_accept(struct gw_acceptor *a, int self);
+/* On worker self's thread: hands the connections dealt to it to its daemon. */
+void gw_acceptor_take(struct gw_acceptor *a, int self);
+/* On worker self's thread: resumes listening after a pause for want of descriptors;
+ * returns when to call again (0: nothing paused). */
+int64_t gw_acceptor_due(struct gw_acceptor *a, int self, int64_t now);
+/* On worker self's thread: it stops accepting (shutdown). */
+void gw_acceptor_stop(struct gw_acceptor *a, int self);
+/* After every worker stopped: closes what is left. */
+void gw_acceptor_free(struct gw_acceptor *a);
 CURLM *gw_worker_multi(struct gw_worker *w);
 /* A stream buffer (GW_STREAM_BUFFER bytes) from the worker's pool, or malloc'd; and back. */
 char *gw_worker_buffer(struct gw_worker *w);

@@ -291,29 +291,25 @@ static int open_listener(const struct hm_config *cfg, int *family)
     return fd;
 }
 
-static int listen_fd = -1, listen_family = AF_INET;
+static int listen_family = AF_INET;
 
-/* A worker's daemon: external epoll mode (the worker runs it), suspend/resume for
- * connections waiting on their upstream, accept policy for the connection limits. */
+/* A worker's daemon: external epoll mode (the worker runs it), connections added by the
+ * acceptor (acceptor.c), suspend/resume for connections waiting on their upstream, accept
+ * policy for the connection limits. */
 static struct MHD_Daemon *start_daemon(struct gw *gw, struct gw_worker *w)
 {
     (void)w;
     const struct hm_config *cfg = gw->cfg;
-    int fd = dup(listen_fd);
-    if (fd < 0)
-        return NULL;
     unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+                     MHD_USE_NO_LISTEN_SOCKET |
                      (listen_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-    struct MHD_Daemon *d = MHD_start_daemon(
+    return MHD_start_daemon(
         flags, 0, gw_conn_accept, gw->watchdog, on_request, gw, MHD_OPTION_EXTERNAL_LOGGER,
-        mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        gw, MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_CONNECTION_LIMIT,
+        mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw,
+        MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_CONNECTION_LIMIT,
         cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->client_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_CONNECTION,
         gw_watchdog_notify, gw->watchdog, MHD_OPTION_END);
-    if (d == NULL)
-        close(fd);
-    return d;
 }
 
 /* SIGHUP reloads what can change without a restart: the log level (from the environment
@@ -347,9 +343,9 @@ static void wait_for_stop(struct gw *gw, const struct hm_config *cfg)
         reload(gw);
     for (int i = 0; i < gw->n_workers; i++)
         gw_worker_quiesce(gw->workers[i]);
-    if (listen_fd >= 0) {
-        close(listen_fd); /* the workers' dups are closed as they quiesce */
-        listen_fd = -1;
+    if (gw->listen_fd >= 0) {
+        close(gw->listen_fd); /* the workers' dups are closed as they quiesce */
+        gw->listen_fd = -1;
     }
     int64_t deadline = cm_mono_ms() + (int64_t)cfg->shutdown_grace_s * 1000;
     cm_log(CM_LOG_INFO, "stopping", "signal=%d in_flight=%lld grace_s=%u", sig,
@@ -381,7 +377,7 @@ int gw_serve(const struct hm_config *cfg)
     gw_upstream_http_global_init();
 
     char err[512];
-    struct gw gw = {.cfg = cfg};
+    struct gw gw = {.cfg = cfg, .listen_fd = -1};
     gw_metrics_init(&gw.metrics);
     struct meter_flusher *flusher = NULL;
     int rc = 1;
@@ -424,8 +420,9 @@ int gw_serve(const struct hm_config *cfg)
     gw.webhooks = gw.admin ? gw_webhooks_start(&gw) : NULL;
     if (gw.admin == NULL || gw.webhooks == NULL)
         goto fail;
-    listen_fd = open_listener(cfg, &listen_family);
-    if (listen_fd < 0)
+    gw.listen_fd = open_listener(cfg, &listen_family);
+    gw.acceptor = gw_acceptor_new();
+    if (gw.listen_fd < 0 || gw.acceptor == NULL)
         goto fail;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int n = cfg->workers ? (int)cfg->workers : cpus > 0 ? (int)cpus : 1;
@@ -447,9 +444,10 @@ fail:
     gw_admin_stop(gw.admin);
     for (int i = 0; i < gw.n_workers; i++)
         gw_worker_free(gw.workers[i]); /* resumes, closes what is left, stops */
-    if (listen_fd >= 0) {
-        close(listen_fd);
-        listen_fd = -1;
+    gw_acceptor_free(gw.acceptor);
+    if (gw.listen_fd >= 0) {
+        close(gw.listen_fd);
+        gw.listen_fd = -1;
     }
     gw_watchdog_free(gw.watchdog);
     meter_free(gw.meter);           /* ships what is left */

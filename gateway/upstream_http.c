@@ -15,6 +15,8 @@
 #include <strings.h>
 
 #define STREAM_BUFFER GW_STREAM_BUFFER
+#define UPSTREAM_READ (512 * 1024) /* curl's receive buffer: bytes per recv from the upstream */
+#define SEND_BLOCK (512 * 1024)    /* libmicrohttpd's buffer of a streamed response: bytes per send */
 #define UPLOAD_BUFFER (256 * 1024)
 /* A response whose whole body is already here (up to this size) is handed to MHD as one
  * buffer: head and body go out together, without a content reader. */
@@ -51,10 +53,15 @@ struct stream {
     char *up;
     size_t up_start, up_len;
     bool uploading, in_eof, read_paused, upload_dropped;
-    /* While MHD waits in read_body, curl writes straight into MHD's buffer (one copy
-     * fewer); what does not fit goes to buf. */
+    /* While MHD waits for body bytes, curl writes straight into MHD's buffer (one copy
+     * fewer); what does not fit goes to buf. Set inside read_body while it unpauses curl,
+     * or parked there while the connection is suspended waiting for the upstream (MHD
+     * hands the same buffer back when it resumes: it asks for more only once everything
+     * it had is sent). */
     char *direct;
     size_t direct_max, direct_len;
+    bool direct_parked;
+    bool streaming; /* the client's response reads from this stream (read_body) */
 };
 
 void gw_upstream_http_global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
@@ -160,14 +167,30 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userdata)
     return n;
 }
 
+/* Stops curl reading once buf could not take a whole next chunk (a chunk refused with
+ * CURL_WRITEFUNC_PAUSE is copied, into a fresh allocation, inside curl); read_body lets
+ * it go on when buf is drained. Not before the head is answered: a small body must be
+ * able to arrive whole first (it then goes out with the head, or is held back whole
+ * while the org's byte bucket is in debt). */
+static void hold_if_full(struct stream *s)
+{
+    if (s->streaming && !s->paused && STREAM_BUFFER - s->len < UPSTREAM_READ) {
+        s->paused = true;
+        curl_easy_pause(s->easy, s->read_paused ? CURLPAUSE_ALL : CURLPAUSE_RECV);
+    }
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
 {
     struct stream *s = userdata;
     size_t n = size * nmemb;
+    s->last_data_ms = cm_mono_ms();
     if (s->direct != NULL && s->len == 0 && s->direct_len < s->direct_max) {
         size_t k = n < s->direct_max - s->direct_len ? n : s->direct_max - s->direct_len;
         memcpy(s->direct + s->direct_len, data, k);
         s->direct_len += k;
+        if (s->direct_parked && s->req != NULL)
+            gw_req_wake(s->req); /* its reader waits for these bytes */
         if (k == n)
             return n;
         if (n - k > STREAM_BUFFER) { /* cannot happen: curl's buffer is smaller */
@@ -178,9 +201,9 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
         memcpy(s->buf, data + k, n - k);
         s->start = 0;
         s->len = n - k;
+        hold_if_full(s);
         return n;
     }
-    s->last_data_ms = cm_mono_ms();
     if (s->start > 0 && s->len > 0 && s->start + s->len + n > STREAM_BUFFER) {
         memmove(s->buf, s->buf + s->start, s->len);
         s->start = 0;
@@ -193,6 +216,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata)
     }
     memcpy(s->buf + s->start + s->len, data, n);
     s->len += n;
+    hold_if_full(s);
     if (s->req != NULL)
         gw_req_wake(s->req); /* its reader waits for these bytes */
     return n;
@@ -249,6 +273,20 @@ static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
         return MHD_CONTENT_READER_END_WITH_ERROR;
     if (req->client_hung_up)
         return fail(s);
+    if (s->direct_parked) { /* curl may have written into out while the connection waited */
+        size_t got = s->direct_len;
+        bool same = s->direct == out && got <= max;
+        s->direct_parked = false;
+        s->direct = NULL;
+        s->direct_len = 0;
+        if (got > 0 && !same) { /* not how libmicrohttpd works: never send a wrong byte */
+            cm_log(CM_LOG_ERROR, "stream_buffer_moved", "delivered=%llu",
+                   (unsigned long long)s->delivered);
+            return fail(s);
+        }
+        if (got > 0)
+            return deliver(s, got);
+    }
     int64_t now = cm_mono_ms();
     if (s->paced_until_ms > now) { /* the org's byte bucket is in debt: wait, never spin */
         gw_req_suspend(req, s->paced_until_ms);
@@ -283,7 +321,11 @@ static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
                (unsigned long long)s->delivered);
         return fail(s);
     }
-    gw_req_suspend(req, s->last_data_ms + s->idle_ms); /* curl's bytes wake it */
+    s->direct = out; /* curl's next bytes go straight there and wake it */
+    s->direct_max = max;
+    s->direct_len = 0;
+    s->direct_parked = true;
+    gw_req_suspend(req, s->last_data_ms + s->idle_ms);
     return 0;
 }
 
@@ -307,6 +349,34 @@ struct forward_ctx {
     bool oom;
 };
 
+/* value without its Xet media types ("application/vnd.xet-…"), into out ("" when nothing
+ * is left). A hub answers a client that accepts application/vnd.xet-fileinfo+json with
+ * Xet file info instead of the file; on a metered route the gateway strips the Xet
+ * headers that info needs, so the client must get the plain download. */
+static void accept_without_xet(const char *value, char *out, size_t len)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (const char *p = value; *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *t = p;
+        while (t < p + n && (*t == ' ' || *t == '\t'))
+            t++;
+        size_t tn = (size_t)(p + n - t);
+        if (strncasecmp(t, "application/vnd.xet-", 20) != 0 && tn > 0 && o + tn + 3 < len) {
+            if (o > 0) {
+                out[o++] = ',';
+                out[o++] = ' ';
+            }
+            memcpy(out + o, t, tn);
+            o += tn;
+            out[o] = '\0';
+        }
+        p = end ? end + 1 : p + n;
+    }
+}
+
 static enum MHD_Result forward_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                       const char *value)
 {
@@ -318,6 +388,14 @@ static enum MHD_Result forward_header(void *cls, enum MHD_ValueKind kind, const 
         strcasecmp(key, "Content-Length") == 0 || strcasecmp(key, "Expect") == 0 ||
         strncasecmp(key, "X-Forwarded-", 12) == 0 || strcasecmp(key, "Via") == 0)
         return MHD_YES;
+    char accept[4096];
+    if (fc->s->follow && value != NULL && strcasecmp(key, "Accept") == 0 &&
+        strcasestr(value, "application/vnd.xet-") != NULL) {
+        accept_without_xet(value, accept, sizeof accept);
+        if (accept[0] == '\0')
+            return MHD_YES;
+        value = accept;
+    }
     char line[8192];
     if (cm_fmt(line, sizeof line, "%s: %s", key, value ? value : "") != CM_OK)
         return MHD_YES;
@@ -362,7 +440,7 @@ static int build_request(struct stream *s, struct MHD_Connection *c, const char 
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->out_headers);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->upstream_connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, 256L * 1024);
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)UPSTREAM_READ);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -401,7 +479,7 @@ static struct MHD_Response *make_response(struct stream *s, bool whole)
         bodyless ? MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT)
         : whole  ? MHD_create_response_from_buffer(s->len, s->buf + s->start,
                                                    MHD_RESPMEM_MUST_COPY)
-                 : MHD_create_response_from_callback(size, 64 * 1024, read_body, s, stream_free);
+                 : MHD_create_response_from_callback(size, SEND_BLOCK, read_body, s, stream_free);
     if (resp == NULL)
         return NULL;
     for (size_t i = 0; i < s->n_headers; i++) {
@@ -461,8 +539,10 @@ static enum MHD_Result respond(struct gw_req *req, struct MHD_Connection *c, str
     }
     if (resp == NULL || bodyless || whole)
         stream_free(s); /* the response does not read from the stream */
-    else
+    else {
         req->live_stream = s; /* told when req ends, before the response is destroyed */
+        s->streaming = true;
+    }
     if (resp == NULL)
         return MHD_NO;
     return gw_reply(req, c, status, resp);

@@ -1,7 +1,7 @@
 /*
  * The gateway's event loops: HUBMETER_WORKERS threads (default: one per CPU), each owning
- * a libmicrohttpd daemon in external-epoll mode on its own SO_REUSEPORT listening socket
- * (the kernel spreads connections), a libcurl multi handle driven by curl's socket and
+ * a libmicrohttpd daemon in external-epoll mode fed with the connections acceptor.c deals
+ * it (round-robin over the workers), a libcurl multi handle driven by curl's socket and
  * timer callbacks (its connection cache keeps upstream connections alive across
  * requests), and the timers of its requests. A request waiting on its upstream, on its
  * upload buffer or on its org's byte bucket suspends its connection; the loop resumes it
@@ -52,6 +52,10 @@ static _Thread_local struct gw_worker *current;
 struct gw_worker *gw_worker_self(void) { return current; }
 
 CURLM *gw_worker_multi(struct gw_worker *w) { return w->multi; }
+
+int gw_worker_epfd(struct gw_worker *w) { return w->epfd; }
+
+struct MHD_Daemon *gw_worker_daemon(struct gw_worker *w) { return w->daemon; }
 
 char *gw_worker_buffer(struct gw_worker *w)
 {
@@ -305,13 +309,14 @@ static void *loop(void *arg)
     struct epoll_event ev[64];
     while (!atomic_load(&w->stop)) {
         if (atomic_load(&w->quiesce) && !w->quiesced) {
-            MHD_socket l = MHD_quiesce_daemon(w->daemon);
-            if (l != MHD_INVALID_SOCKET)
-                close(l);
+            gw_acceptor_stop(w->gw->acceptor, w->index);
             w->quiesced = true;
         }
         int64_t now = cm_mono_ms();
         int64_t next_timer = run_timers(w, now);
+        int64_t listen_due = gw_acceptor_due(w->gw->acceptor, w->index, now);
+        if (listen_due != 0 && (next_timer == 0 || listen_due < next_timer))
+            next_timer = listen_due;
         int timeout = mhd_timeout_ms(w);
         if (w->curl_due_ms >= 0 && w->curl_due_ms - now < timeout)
             timeout = (int)(w->curl_due_ms > now ? w->curl_due_ms - now : 0);
@@ -334,10 +339,13 @@ static void *loop(void *arg)
                 req->client_hung_up = true; /* MHD sees it once the connection resumes */
                 watch_client(w, req, false);
                 gw_req_wake(req);
+            } else if (wt->kind == GW_W_LISTEN) {
+                gw_acceptor_accept(wt->obj, w->index);
             } else if (wt->kind == GW_W_WAKE) {
                 uint64_t v;
                 if (read(w->wakefd, &v, sizeof v) < 0 && errno != EAGAIN)
                     cm_log(CM_LOG_WARN, "worker_wake_failed", "errno=%d", errno);
+                gw_acceptor_take(w->gw->acceptor, w->index);
             }
         }
         if (w->curl_due_ms >= 0 && cm_mono_ms() >= w->curl_due_ms) {
@@ -356,7 +364,7 @@ static void *loop(void *arg)
     return NULL;
 }
 
-static void wake(struct gw_worker *w)
+void gw_worker_wake(struct gw_worker *w)
 {
     uint64_t one = 1;
     if (write(w->wakefd, &one, sizeof one) < 0 && errno != EAGAIN)
@@ -399,13 +407,18 @@ struct gw_worker *gw_worker_start(struct gw *gw, int index, gw_daemon_starter st
         return NULL;
     }
     w->thread_started = true;
+    /* Connections come once the loop runs: a worker that failed never gets one. */
+    if (gw_acceptor_attach(gw->acceptor, w, index, gw->listen_fd) != CM_OK) {
+        gw_worker_free(w);
+        return NULL;
+    }
     return w;
 }
 
 void gw_worker_quiesce(struct gw_worker *w)
 {
     atomic_store(&w->quiesce, true);
-    wake(w);
+    gw_worker_wake(w);
 }
 
 void gw_worker_free(struct gw_worker *w)
@@ -414,7 +427,7 @@ void gw_worker_free(struct gw_worker *w)
         return;
     if (w->thread_started) {
         atomic_store(&w->stop, true);
-        wake(w);
+        gw_worker_wake(w);
         pthread_join(w->thread, NULL);
     }
     if (w->daemon != NULL)

@@ -149,24 +149,103 @@ static json_t *record_json(const struct meter_record *r, int64_t end_s)
                      "etag", r->etag);
 }
 
+/* Appends s as a JSON string to out (pos advanced); false when s holds a byte outside
+ * ASCII (then jansson, which checks UTF-8, writes the line) or out is too small. */
+static bool put_string(char *out, size_t cap, size_t *pos, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t p = *pos;
+    if (p >= cap)
+        return false;
+    out[p++] = '"';
+    for (; *s != '\0'; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x80 || p + 7 >= cap)
+            return false;
+        if (c == '"' || c == '\\') {
+            out[p++] = '\\';
+            out[p++] = (char)c;
+        } else if (c < 0x20 || c == 0x7f) {
+            memcpy(out + p, "\\u00", 4);
+            out[p + 4] = hex[c >> 4];
+            out[p + 5] = hex[c & 15];
+            p += 6;
+        } else {
+            out[p++] = (char)c;
+        }
+    }
+    out[p++] = '"';
+    *pos = p;
+    return true;
+}
+
+/* The record as one JSON line (with its newline) in out, as jansson would write it; the
+ * length, or 0 when a field needs jansson's UTF-8 handling. Every finished request comes
+ * through here, so it is written without allocating. */
+static size_t record_line(const struct meter_record *r, int64_t end_s, char *out, size_t cap)
+{
+    size_t p = 0;
+    int n = snprintf(out, cap, "{\"t\":%" PRId64 ",\"org\":%" PRId64 ",\"key\":%" PRId64
+                     ",\"net\":", end_s, r->org_id, r->key_id);
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    p = (size_t)n;
+    if (!put_string(out, cap, &p, r->network) || p + 8 >= cap)
+        return 0;
+    memcpy(out + p, ",\"repo\":", 8);
+    p += 8;
+    if (!put_string(out, cap, &p, r->repo) || p + 10 >= cap)
+        return 0;
+    memcpy(out + p, ",\"method\":", 10);
+    p += 10;
+    if (!put_string(out, cap, &p, r->method))
+        return 0;
+    n = snprintf(out + p, cap - p, ",\"sc\":%d,\"refused\":", (int)r->status_class);
+    if (n < 0 || (size_t)n >= cap - p)
+        return 0;
+    p += (size_t)n;
+    if (!put_string(out, cap, &p, r->refused_by))
+        return 0;
+    n = snprintf(out + p, cap - p, ",\"bytes\":%" PRIu64 ",\"req\":%d,\"client\":",
+                 r->bytes, r->partial ? 0 : 1);
+    if (n < 0 || (size_t)n >= cap - p)
+        return 0;
+    p += (size_t)n;
+    if (!put_string(out, cap, &p, r->client) || p + 8 >= cap)
+        return 0;
+    memcpy(out + p, ",\"etag\":", 8);
+    p += 8;
+    if (!put_string(out, cap, &p, r->etag) || p + 2 >= cap)
+        return 0;
+    out[p++] = '}';
+    out[p++] = '\n';
+    return p;
+}
+
 int meter_journal_append(struct meter_journal *j, const struct meter_record *r, int64_t end_s,
                          bool sync)
 {
     if (j->max_bytes != 0 && j->bytes >= j->max_bytes)
         return CM_AGAIN; /* full: the caller keeps the record in memory and raises the alarm */
-    json_t *doc = record_json(r, end_s);
-    char *line = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-    json_decref(doc);
-    if (line == NULL)
+    char buf[2048];
+    char *line = buf, *dumped = NULL;
+    size_t n = record_line(r, end_s, buf, sizeof buf);
+    if (n == 0) {
+        json_t *doc = record_json(r, end_s);
+        dumped = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+        json_decref(doc);
+        if (dumped == NULL)
+            return CM_ERR;
+        n = strlen(dumped);
+        dumped[n++] = '\n'; /* json_dumps left room for the NUL */
+        line = dumped;
+    }
+    ssize_t w = write(j->seg_fd, line, n);
+    free(dumped);
+    if (w != (ssize_t)n)
         return CM_ERR;
-    size_t n = strlen(line);
-    line[n] = '\n'; /* json_dumps left room for the NUL */
-    ssize_t w = write(j->seg_fd, line, n + 1);
-    free(line);
-    if (w != (ssize_t)(n + 1))
-        return CM_ERR;
-    j->bytes += n + 1;
-    j->seg_bytes += n + 1;
+    j->bytes += n;
+    j->seg_bytes += n;
     j->dirty = true;
     if (sync)
         return meter_journal_sync(j);
