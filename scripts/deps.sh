@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — installs the Debian packages hubmeter needs to build, test
 # and run (compiler, libraries, Redis, PostgreSQL, nginx; promtool; Chromium
-# renders the funding report's HTML in the tests). Idempotent: does
+# renders the funding report's HTML in the tests; wget, git and the
+# @huggingface/hub client under Node.js are real clients in the tests). Idempotent: does
 # nothing when everything is already installed. Never prompts (works in CI).
 # System services are prevented from auto-starting during the install.
 set -euo pipefail
@@ -11,12 +12,17 @@ PACKAGES=(
   libmicrohttpd-dev libcurl4-openssl-dev libhiredis-dev libpq-dev
   libjansson-dev libssl-dev libcriterion-dev
   redis-server postgresql nginx-light libnginx-mod-http-echo
-  curl ca-certificates procps aria2
+  curl ca-certificates procps aria2 wget git
   chromium
   prometheus
 )
 # prometheus: only its promtool is used, by the tests (promtool check metrics / config);
 # the policy below keeps its daemon from starting.
+
+# Node.js and npm run the @huggingface/hub client in the tests; a machine that already has
+# them (another distribution's packages, say) keeps its own.
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

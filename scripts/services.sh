@@ -400,6 +400,13 @@ http {
     uwsgi_temp_path "$ndir/tmp/uwsgi";
     scgi_temp_path "$ndir/tmp/scgi";
 
+    # A Hugging Face hub answers a client that accepts Xet file info with that info (and
+    # Xet headers) instead of the file.
+    map \$http_accept \$wants_xet_info {
+        default 0;
+        "~*application/vnd\\.xet-fileinfo\\+json" 1;
+    }
+
     server {
         listen 127.0.0.1:$port;
         server_name localhost;
@@ -423,6 +430,22 @@ http {
         location /cdn/ {
             alias "$root/acme/model/resolve/main/";
             add_header X-Xet-Hash abc123 always;
+        }
+        # A Xet-backed file: Xet file info for clients that accept it, else the bytes.
+        location = /acme/xetmodel/resolve/main/model.bin {
+            error_page 418 = @xet_info;
+            if (\$wants_xet_info) {
+                return 418;
+            }
+            alias "$root/acme/model/resolve/main/model.bin";
+            add_header X-Repo-Commit 0123456789abcdef always;
+        }
+        location @xet_info {
+            default_type application/vnd.xet-fileinfo+json;
+            add_header X-Xet-Hash 0f1e2d3c4b5a69788796a5b4c3d2e1f0 always;
+            add_header X-Linked-Size 3145739 always;
+            add_header Link '<http://127.0.0.1:9/api/models/acme/xetmodel/xet-read-token/main>; rel="xet-auth", <http://127.0.0.1:9/api/reconstructions/0f1e2d3c>; rel="xet-reconstruction-info"' always;
+            return 200 '{"hash":"0f1e2d3c4b5a69788796a5b4c3d2e1f0","file_size":3145739}';
         }
         location = /acme/model/api/redirect {
             return 302 /cdn/config.json;

@@ -41,7 +41,27 @@ fi
 # A symlink that stays inside the mirror (served) and one that leaves it (refused).
 ln -sfn config.json "$files/link.json"
 ln -sfn /etc/hostname "$files/escape.txt"
+# A git repository as static files (git's "dumb" HTTP), cloned through a challenge route.
+repo=$www/acme/code.git
+if [ ! -f "$repo/info/refs" ]; then
+    rm -rf "$repo" "$dir/code-src"
+    git init -q -b main "$dir/code-src"
+    printf 'print("hello")\n' > "$dir/code-src/hello.py"
+    git -C "$dir/code-src" add hello.py
+    git -C "$dir/code-src" -c user.name=hubmeter -c user.email=tests@hubmeter.invalid \
+        commit -q -m "a first commit"
+    git clone -q --bare "$dir/code-src" "$repo"
+    git -C "$repo" update-server-info
+    rm -rf "$dir/code-src"
+fi
 chmod -R a+rX "$www"
+# Real hub clients (tests/test_clients.c), pinned by tests/clients/package-lock.json.
+clients=$root/tests/clients
+if [ ! -f "$clients/node_modules/.package-lock.json" ] ||
+    [ "$clients/package-lock.json" -nt "$clients/node_modules/.package-lock.json" ]; then
+    echo "test: installing the hub clients with npm ci (tests/clients)"
+    (cd "$clients" && timeout 300 npm ci --no-audit --no-fund --loglevel=error)
+fi
 bash scripts/services.sh nginx-start "$dir" "$nginx_port" "$www" >/dev/null
 
 # A migrated template that every test clones; leftovers of killed runs are dropped.
@@ -58,6 +78,7 @@ export HM_TEST_PG_URL=$admin
 export HM_TEST_REDIS_URL=redis://127.0.0.1:$HM_REDIS_PORT
 export HM_TEST_NGINX_URL=http://127.0.0.1:$nginx_port
 export HM_TEST_WWW=$www
+export HM_TEST_CLIENTS=$clients
 export HM_TEST_BIN=$root/build/san/hubmeter
 unset HUBMETER_DATABASE_URL HUBMETER_REDIS_URL
 # Sanitizers fail loudly: any report aborts the process with a non-zero status.

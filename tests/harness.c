@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <fcntl.h>
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -619,4 +620,33 @@ int th_run_bounded(char *const argv[], const char *out_path, int seconds)
     kill(pid, SIGKILL);
     waitpid(pid, &st, 0);
     return -1;
+}
+
+void th_usage_becomes(const char *base, const char *auth, const char *org, long long bytes,
+                      long long requests)
+{
+    char u[512];
+    snprintf(u, sizeof u, "%s/-/v1/usage", base);
+    const char *h[] = {auth, NULL};
+    int64_t deadline = th_now_ms() + 15000;
+    long long got_bytes = -1, got_requests = -1;
+    while (th_now_ms() < deadline) {
+        struct th_response r;
+        th_http("GET", u, h, &r);
+        cr_assert_eq(r.status, 200, "%s", r.body);
+        json_t *doc = json_loads(r.body, 0, NULL);
+        cr_assert_str_eq(json_string_value(json_object_get(doc, "org")), org);
+        json_t *totals = json_object_get(doc, "totals");
+        got_bytes = (long long)json_integer_value(json_object_get(totals, "bytes"));
+        got_requests = (long long)json_integer_value(json_object_get(totals, "requests"));
+        json_decref(doc);
+        th_response_free(&r);
+        if (got_bytes == bytes && got_requests == requests)
+            return;
+        cr_assert(got_bytes <= bytes && got_requests <= requests,
+                  "usage overshot: %lld bytes, %lld requests", got_bytes, got_requests);
+        usleep(100 * 1000);
+    }
+    cr_assert_fail("usage shows %lld bytes / %lld requests, wanted %lld / %lld", got_bytes,
+                   got_requests, bytes, requests);
 }

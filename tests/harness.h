@@ -100,6 +100,10 @@ int th_wait(pid_t pid, int timeout_ms);
 /* Runs argv (PATH looked up) with stdout to out_path and stderr discarded, killing it after
  * seconds: its exit status, or -1 when it was killed or died of a signal. */
 int th_run_bounded(char *const argv[], const char *out_path, int seconds);
+/* Polls base's /-/v1/usage with the auth header until org's totals are bytes and requests
+ * (at most 15 s); fails at once when they overshoot. */
+void th_usage_becomes(const char *base, const char *auth, const char *org, long long bytes,
+                      long long requests);
 /* True when file path contains text. */
 bool th_file_contains(const char *path, const char *text);
 

@@ -1,0 +1,196 @@
+/*
+ * Real clients pointed at the gateway behave as they do against the repository, and the
+ * gateway meters what they fetch: the @huggingface/hub library (tests/clients, installed
+ * with npm) using the gateway as its hub — including for a file the hub would hand out
+ * through Xet, which must then come as plain bytes through the gateway —, `wget -c`
+ * resuming a cut download, and `git clone` over HTTP through a challenge route (git sends
+ * its credential only after a 401). Upstream: the test nginx (scripts/services.sh), which
+ * answers like a Hugging Face hub for acme/xetmodel.
+ */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/harness.h"
+
+static char db_url[512], redis_url[256];
+static char env_db[600], env_redis[300], env_up[600];
+static char key[128], auth[200], out_dir[128];
+static struct th_gateway gw;
+static const char *const env_prefix = "HUBMETER_KEY_PREFIX=hf_"; /* as the hub's own keys */
+static const char *const env_challenge = "HUBMETER_CHALLENGE_PATHS=*.git/*";
+
+/* A fresh database and Redis, an org "acme" with an hf_ key, a gateway in front of nginx. */
+static void start(void)
+{
+    th_db_new(db_url, sizeof db_url);
+    th_redis_new(redis_url, sizeof redis_url);
+    snprintf(env_db, sizeof env_db, "HUBMETER_DATABASE_URL=%s", db_url);
+    snprintf(env_redis, sizeof env_redis, "HUBMETER_REDIS_URL=%s", redis_url);
+    snprintf(env_up, sizeof env_up, "HUBMETER_UPSTREAM=%s", th_env("HM_TEST_NGINX_URL"));
+    const char *env[] = {env_db, env_redis, env_up, env_prefix, env_challenge, NULL};
+    struct th_run r;
+    th_hubmeter(&r, env, (const char *[]){"orgs", "create", "acme", NULL});
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_hubmeter(&r, env, (const char *[]){"keys", "create", "acme", NULL});
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_last_line(r.out, key, sizeof key);
+    cr_assert(strncmp(key, "hf_", 3) == 0, "keys carry the configured prefix: %s", key);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+    snprintf(out_dir, sizeof out_dir, "/tmp/hm-clients-%d", (int)getpid());
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", out_dir, out_dir);
+    cr_assert_eq(system(cmd), 0);
+    th_gateway_start(&gw, env);
+}
+
+static void stop(void)
+{
+    th_gateway_stop(&gw);
+    cr_assert(!th_log_contains(&gw, key), "the API key must never appear in the log");
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", out_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* True when files a and b hold the same bytes (and b exists). */
+static bool same_file(const char *a, const char *b)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
+    return system(cmd) == 0;
+}
+
+static long file_size(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return -1;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+/* Runs the @huggingface/hub client: downloads repo's path through the gateway to out.
+ * Returns its exit status; its output (the size, or the library's error) in msg. */
+static int hf_download(const char *repo, const char *path, const char *out, char *msg,
+                       size_t len)
+{
+    char script[512], log[300];
+    snprintf(script, sizeof script, "%s/hf_download.mjs", th_env("HM_TEST_CLIENTS"));
+    snprintf(log, sizeof log, "%s/hf.out", out_dir);
+    char *argv[] = {"node", script, gw.base, key, (char *)repo, (char *)path, (char *)out, NULL};
+    int rc = th_run_bounded(argv, log, 60);
+    FILE *f = fopen(log, "r");
+    msg[0] = '\0';
+    if (f != NULL) {
+        size_t n = fread(msg, 1, len - 1, f);
+        msg[n] = '\0';
+        fclose(f);
+    }
+    return rc;
+}
+
+Test(clients, huggingface_hub_downloads_files_through_the_gateway_as_its_hub, .init = start,
+     .fini = stop, .timeout = 120)
+{
+    char www[512], out[300], msg[1024];
+    snprintf(www, sizeof www, "%s/acme/model/resolve/main/model.bin", th_env("HM_TEST_WWW"));
+    long size = file_size(www);
+    snprintf(out, sizeof out, "%s/model.bin", out_dir);
+    int rc = hf_download("acme/model", "model.bin", out, msg, sizeof msg);
+    cr_assert_eq(rc, 0, "@huggingface/hub failed through the gateway: %s", msg);
+    cr_assert(same_file(www, out), "the library's file differs from the repository's");
+    snprintf(out, sizeof out, "%s/config.json", out_dir);
+    snprintf(www, sizeof www, "%s/acme/model/resolve/main/config.json", th_env("HM_TEST_WWW"));
+    rc = hf_download("acme/model", "config.json", out, msg, sizeof msg);
+    cr_assert_eq(rc, 0, "%s", msg);
+    cr_assert(same_file(www, out));
+    /* Each file: the library's probe (Range: bytes=0-0, one byte) and the download. */
+    th_usage_becomes(gw.base, auth, "acme", size + 1 + file_size(www) + 1, 4);
+}
+
+/* The hub answers a client that accepts Xet file info with that info instead of the file
+ * (checked against nginx directly); through the gateway, on a metered route, the client
+ * gets the file itself, so every byte passes the meter — and the library copes. */
+Test(clients, a_xet_backed_file_comes_as_plain_bytes_through_the_gateway, .init = start,
+     .fini = stop, .timeout = 120)
+{
+    const char *xet_accept = "Accept: application/vnd.xet-fileinfo+json, */*";
+    char u[600];
+    snprintf(u, sizeof u, "%s/acme/xetmodel/resolve/main/model.bin", th_env("HM_TEST_NGINX_URL"));
+    struct th_response r;
+    th_http("GET", u, (const char *[]){xet_accept, "Range: bytes=0-0", NULL}, &r);
+    char v[256];
+    cr_assert(th_header(&r, "X-Xet-Hash", v, sizeof v),
+              "the fixture answers like a Xet-enabled hub (status %ld)", r.status);
+    th_response_free(&r);
+
+    snprintf(u, sizeof u, "%s/acme/xetmodel/resolve/main/model.bin", gw.base);
+    th_http("GET", u, (const char *[]){auth, xet_accept, "Range: bytes=0-0", NULL}, &r);
+    cr_assert_eq(r.status, 206, "the gateway asks for the bytes: %s", r.body);
+    cr_assert(!th_header(&r, "X-Xet-Hash", v, sizeof v), "no Xet hints through the gateway");
+    cr_assert(th_header(&r, "Content-Type", v, sizeof v) && strstr(v, "xet") == NULL, "%s", v);
+    cr_assert(th_header(&r, "Content-Range", v, sizeof v) && strstr(v, "/3145739") != NULL,
+              "%s", v);
+    th_response_free(&r);
+
+    char www[512], out[300], msg[1024];
+    snprintf(www, sizeof www, "%s/acme/model/resolve/main/model.bin", th_env("HM_TEST_WWW"));
+    snprintf(out, sizeof out, "%s/xet.bin", out_dir);
+    int rc = hf_download("acme/xetmodel", "model.bin", out, msg, sizeof msg);
+    cr_assert_eq(rc, 0, "@huggingface/hub failed on a Xet-backed file: %s", msg);
+    cr_assert(same_file(www, out), "the library's file differs from the repository's");
+    long size = file_size(www);
+    /* Our probe (1 byte), the library's probe (1 byte) and its download. */
+    th_usage_becomes(gw.base, auth, "acme", 1 + 1 + size, 3);
+}
+
+/* wget -c continues a cut download with a Range request: the result is byte-identical
+ * and only the missing part is sent (and metered). */
+Test(clients, wget_continues_a_cut_download, .init = start, .fini = stop, .timeout = 120)
+{
+    char www[512], out[300], cmd[1200];
+    snprintf(www, sizeof www, "%s/acme/model/resolve/main/model.bin", th_env("HM_TEST_WWW"));
+    snprintf(out, sizeof out, "%s/model.bin", out_dir);
+    snprintf(cmd, sizeof cmd, "head -c 1000000 '%s' > '%s'", www, out);
+    cr_assert_eq(system(cmd), 0);
+    char url[600], header[256];
+    snprintf(url, sizeof url, "%s/acme/model/resolve/main/model.bin", gw.base);
+    snprintf(header, sizeof header, "--header=%s", auth);
+    char log[300];
+    snprintf(log, sizeof log, "%s/wget.out", out_dir);
+    char *argv[] = {"wget", "-q", "-c", header, "-P", out_dir, url, NULL};
+    cr_assert_eq(th_run_bounded(argv, log, 60), 0, "wget -c through the gateway failed");
+    cr_assert(same_file(www, out), "the continued file differs from the repository's");
+    th_usage_becomes(gw.base, auth, "acme", file_size(www) - 1000000, 1);
+}
+
+/* git sends no credential until challenged: on a challenge route the gateway answers 401
+ * with WWW-Authenticate: Basic, git retries with the key as password, and the clone (dumb
+ * HTTP, as from static storage) is complete. Without a key, the clone is refused. */
+Test(clients, git_clones_through_a_challenge_route, .init = start, .fini = stop,
+     .timeout = 120)
+{
+    char url[600], dest[300], log[300];
+    setenv("GIT_TERMINAL_PROMPT", "0", 1);
+    snprintf(log, sizeof log, "%s/git.out", out_dir);
+    snprintf(dest, sizeof dest, "%s/anon", out_dir);
+    snprintf(url, sizeof url, "%s/acme/code.git", gw.base);
+    char *anon[] = {"git", "clone", "-q", url, dest, NULL};
+    cr_assert_neq(th_run_bounded(anon, log, 60), 0, "a clone without a key is refused");
+
+    const char *host = strstr(gw.base, "://") + 3;
+    snprintf(url, sizeof url, "http://git:%s@%s/acme/code.git", key, host);
+    snprintf(dest, sizeof dest, "%s/code", out_dir);
+    char *argv[] = {"git", "clone", "-q", url, dest, NULL};
+    cr_assert_eq(th_run_bounded(argv, log, 60), 0, "git clone through the gateway failed");
+    char path[400];
+    snprintf(path, sizeof path, "%s/hello.py", dest);
+    cr_assert(th_file_contains(path, "print(\"hello\")"), "the clone has the repository's file");
+    cr_assert(th_log_contains(&gw, "repo=acme/code "), "git's requests count for acme/code");
+    cr_assert(th_log_contains(&gw, "status=401"), "the first request was challenged");
+}
