@@ -60,7 +60,16 @@ clients=$root/tests/clients
 if [ ! -f "$clients/node_modules/.package-lock.json" ] ||
     [ "$clients/package-lock.json" -nt "$clients/node_modules/.package-lock.json" ]; then
     echo "test: installing the hub clients with npm ci (tests/clients)"
-    (cd "$clients" && timeout 300 npm ci --no-audit --no-fund --loglevel=error)
+    # Node trusts its own CA list unless told otherwise: add the system's (which holds any
+    # CA the machine's egress to the registry needs).
+    if [ -z "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+        export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
+    fi
+    if ! (cd "$clients" && timeout 300 npm ci --no-audit --no-fund --loglevel=error); then
+        # Counted and named in the closing line: never a silent pass.
+        export HM_TEST_CLIENTS_MISSING="npm ci failed in tests/clients: the npm registry was not reachable"
+        echo "test: WARNING: $HM_TEST_CLIENTS_MISSING; the @huggingface/hub tests are skipped" >&2
+    fi
 fi
 bash scripts/services.sh nginx-start "$dir" "$nginx_port" "$www" >/dev/null
 
@@ -107,9 +116,12 @@ done
 # One closing line over every suite: "N passed, N failed".
 read -r passing failing < <(cat "$logs"/*.log | sed -n 's/.*Synthesis: Tested: [0-9]* | Passing: \([0-9]*\) | Failing: \([0-9]*\) | Crashing: \([0-9]*\).*/\1 \2 \3/p' |
     awk '{p += $1; f += $2 + $3} END {print p + 0, f + 0}')
+skips=""
+[ -z "${HM_TEST_CLIENTS_MISSING:-}" ] ||
+    skips=" (2 @huggingface/hub tests SKIPPED: $HM_TEST_CLIENTS_MISSING)"
 if [ "$failed" -ne 0 ]; then
     echo "FAILED: $failed of $# suites" >&2
-    echo "$passing passed, $((failing > 0 ? failing : failed)) failed"
+    echo "$passing passed, $((failing > 0 ? failing : failed)) failed$skips"
     exit 1
 fi
-echo "$passing passed, $failing failed"
+echo "$passing passed, $failing failed$skips"
