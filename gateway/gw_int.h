@@ -149,6 +149,13 @@ struct gw_req {
     bool request_counted;       /* a record of this request has counted it */
     bool dispatched;      /* routed (identity checked, upstream started or answered) */
     bool uploading;       /* the request body streams to the upstream */
+    /* A request body the gateway does not forward (its answer is the gateway's own): the
+     * answer waits until the body is read and dropped (reply.c), so the client reads it
+     * instead of a connection reset, and the connection stays alive. */
+    bool body_unread;
+    struct MHD_Response *deferred;
+    unsigned deferred_status;
+    uint64_t body_dropped;
     void *stream;         /* an upstream transfer not yet owned by a response */
     bool quota_decided;   /* an admission decision was made (headers follow it) */
     struct meter_decision quota;
@@ -190,9 +197,19 @@ enum MHD_Result gw_reply_challenge(struct gw_req *req, struct MHD_Connection *c)
 /* Queues body (stolen reference) as JSON with status. */
 enum MHD_Result gw_reply_json(struct gw_req *req, struct MHD_Connection *c, unsigned status,
                               json_t *body);
-/* Queues resp with status, records status in req, and drops our reference to resp. */
+/* Queues resp with status, records status in req, and drops our reference to resp. While
+ * req->body_unread (and not uploading), the answer is held until the body is dropped. */
 enum MHD_Result gw_reply(struct gw_req *req, struct MHD_Connection *c, unsigned status,
                          struct MHD_Response *resp);
+/* Called with each later piece of a request whose answer is held: drops the piece, and
+ * queues the answer once the body is complete; MHD_NO (close) when the body is longer
+ * than it is worth reading. */
+enum MHD_Result gw_reply_held(struct gw_req *req, struct MHD_Connection *c,
+                              size_t *upload_data_size);
+/* True when c's request announces a body that will arrive without a 100-continue. */
+bool gw_body_follows(struct MHD_Connection *c);
+/* True when c's client waits for 100 Continue before it sends its body. */
+bool gw_expects_continue(struct MHD_Connection *c);
 
 /* ---- identity (identity.c) ----------------------------------------------------------------- */
 enum gw_cred { GW_CRED_NONE, GW_CRED_KEY, GW_CRED_MALFORMED };

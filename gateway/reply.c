@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const char *key,
                                        const char *value)
@@ -14,6 +15,36 @@ static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const
     (void)kind;
     *(uint64_t *)cls += strlen(key) + (value ? strlen(value) : 0) + 4;
     return MHD_YES;
+}
+
+/* A body the gateway refuses is read and dropped up to this size before the answer goes
+ * out (libmicrohttpd can answer only before a body or after it); a longer one is not
+ * worth reading: the connection is closed. */
+#define DROP_MAX (16 * 1024 * 1024)
+
+bool gw_expects_continue(struct MHD_Connection *c)
+{
+    const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Expect");
+    return expect != NULL && strcasecmp(expect, "100-continue") == 0;
+}
+
+bool gw_body_follows(struct MHD_Connection *c)
+{
+    if (gw_expects_continue(c))
+        return false; /* the client waits: an answer before the body spares it the body */
+    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+    const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");
+    uint64_t n = 0;
+    return te != NULL || (cl != NULL && cm_parse_u64(cl, &n) == CM_OK && n > 0);
+}
+
+static enum MHD_Result queue(struct gw_req *req, struct MHD_Connection *c, unsigned status,
+                             struct MHD_Response *resp)
+{
+    enum MHD_Result r = MHD_queue_response(c, status, resp);
+    MHD_destroy_response(resp);
+    req->deferred = NULL;
+    return r;
 }
 
 enum MHD_Result gw_reply(struct gw_req *req, struct MHD_Connection *c, unsigned status,
@@ -27,9 +58,32 @@ enum MHD_Result gw_reply(struct gw_req *req, struct MHD_Connection *c, unsigned 
      * Transfer-Encoding and Connection (about 100 bytes). */
     req->header_bytes = 100;
     MHD_get_response_headers(resp, add_header_size, &req->header_bytes);
-    enum MHD_Result r = MHD_queue_response(c, status, resp);
-    MHD_destroy_response(resp);
-    return r;
+    if (req->body_unread && !req->uploading && req->deferred == NULL) {
+        /* Answered before its body arrived: libmicrohttpd would send this and close with
+         * the body unread, and the client's kernel would drop the answer on the reset. */
+        req->deferred = resp;
+        req->deferred_status = status;
+        return MHD_YES;
+    }
+    return queue(req, c, status, resp);
+}
+
+enum MHD_Result gw_reply_held(struct gw_req *req, struct MHD_Connection *c,
+                              size_t *upload_data_size)
+{
+    req->body_dropped += *upload_data_size;
+    bool complete = *upload_data_size == 0;
+    *upload_data_size = 0;
+    if (complete) {
+        req->body_unread = false;
+        return queue(req, c, req->deferred_status, req->deferred);
+    }
+    if (req->body_dropped <= DROP_MAX)
+        return MHD_YES;
+    cm_log(CM_LOG_WARN, "request_body_refused", "status=%u dropped=%llu",
+           req->deferred_status, (unsigned long long)req->body_dropped);
+    req->stream_failed = true; /* the client gets no answer: its connection is closed */
+    return MHD_NO;
 }
 
 /* A response holding body (stolen) as one line of JSON; NULL when out of memory. */

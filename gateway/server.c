@@ -142,10 +142,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     (void)version;
     struct gw_req *req = *con_cls;
-    if (req == NULL) {
+    bool first = req == NULL;
+    if (first) {
         req = req_new(cls, c, method);
         *con_cls = req;
-        return req != NULL ? MHD_YES : MHD_NO;
+        if (req == NULL)
+            return MHD_NO;
+        req->body_unread = gw_body_follows(c);
+        /* Routed on the next call (an answer queued now would close the connection) —
+         * unless the client waits for 100 Continue: then a refusal must come instead. */
+        if (!gw_expects_continue(c))
+            return MHD_YES;
     }
     if (req->magic != GW_REQ_MAGIC)
         abort(); /* a stale or foreign pointer: stop before doing damage */
@@ -160,12 +167,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             r = gw_api(req, c, url);
         else
             r = proxy(req, c, url);
-        if (!req->uploading || r != MHD_YES)
-            return r;
+        if (req->deferred != NULL && r == MHD_YES) /* this call brought the body's start */
+            return gw_reply_held(req, c, upload_data_size);
+        if (first || !req->uploading || r != MHD_YES)
+            return r; /* (on the first call, the body has not started) */
     }
     if (req->uploading) /* the body streams on to the upstream as it arrives */
         return *upload_data_size != 0 ? gw_upstream_http_feed(req, upload_data, upload_data_size)
                                       : gw_upstream_http_finish(req, c);
+    if (req->deferred != NULL) /* the gateway's own answer waits for the body to end */
+        return gw_reply_held(req, c, upload_data_size);
     if (req->stream != NULL) /* resumed: the upstream's head (or its failure) is there */
         return gw_upstream_http_resume(req, c);
     *upload_data_size = 0; /* a body nobody asked for (an answer is already queued) */
@@ -247,6 +258,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     gw_req_forget(req);
     gw_upstream_http_detach(req);
     gw_upstream_http_abandon(req);
+    if (req->deferred != NULL) /* the client left before its body ended */
+        MHD_destroy_response(req->deferred);
     req->magic = 0;
     free(req);
     *con_cls = NULL;

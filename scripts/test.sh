@@ -41,17 +41,28 @@ fi
 # A symlink that stays inside the mirror (served) and one that leaves it (refused).
 ln -sfn config.json "$files/link.json"
 ln -sfn /etc/hostname "$files/escape.txt"
-# A git repository as static files (git's "dumb" HTTP), cloned through a challenge route.
+# A git repository as static files (git's "dumb" HTTP), cloned through a challenge route,
+# with one file in Git LFS: its pointer is committed, its object is served under lfs/objects/
+# and the nginx fixture answers the LFS batch API (scripts/services.sh, from lfs/oid).
 repo=$www/acme/code.git
-if [ ! -f "$repo/info/refs" ]; then
+if [ ! -f "$repo/info/refs" ] || [ ! -f "$repo/lfs/oid" ]; then
     rm -rf "$repo" "$dir/code-src"
     git init -q -b main "$dir/code-src"
     printf 'print("hello")\n' > "$dir/code-src/hello.py"
-    git -C "$dir/code-src" add hello.py
+    printf '*.bin filter=lfs diff=lfs merge=lfs -text\n' > "$dir/code-src/.gitattributes"
+    lfs_object=$dir/lfs-object
+    { yes "hubmeter git-lfs object" || true; } | head -c 2000000 > "$lfs_object"
+    oid=$(sha256sum "$lfs_object" | cut -c1-64)
+    printf 'version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize 2000000\n' "$oid" \
+        > "$dir/code-src/weights.bin"
+    git -C "$dir/code-src" add hello.py .gitattributes weights.bin
     git -C "$dir/code-src" -c user.name=hubmeter -c user.email=tests@hubmeter.invalid \
         commit -q -m "a first commit"
     git clone -q --bare "$dir/code-src" "$repo"
     git -C "$repo" update-server-info
+    mkdir -p "$repo/lfs/objects"
+    mv "$lfs_object" "$repo/lfs/objects/$oid"
+    echo "$oid" > "$repo/lfs/oid"
     rm -rf "$dir/code-src"
 fi
 chmod -R a+rX "$www"

@@ -205,3 +205,84 @@ Test(clients, git_clones_through_a_challenge_route, .init = start, .fini = stop,
     cr_assert(th_log_contains(&gw, "repo=acme/code "), "git's requests count for acme/code");
     cr_assert(th_log_contains(&gw, "status=401"), "the first request was challenged");
 }
+
+/* git-lfs, as a repository's users run it: git clones, then git-lfs asks the LFS batch
+ * API (a POST) where the file's object is and downloads it, both through the gateway and
+ * with the key from a credential helper after the challenge. The checked-out file is the
+ * object itself, and its bytes are metered to acme/code. */
+Test(clients, git_lfs_fetches_its_objects_through_the_gateway, .init = start, .fini = stop,
+     .timeout = 120)
+{
+    char oid_path[512], oid[80] = "", object[600];
+    snprintf(oid_path, sizeof oid_path, "%s/acme/code.git/lfs/oid", th_env("HM_TEST_WWW"));
+    FILE *f = fopen(oid_path, "r");
+    cr_assert(f != NULL && fscanf(f, "%64s", oid) == 1, "the LFS fixture is missing");
+    fclose(f);
+    snprintf(object, sizeof object, "%s/acme/code.git/lfs/objects/%s", th_env("HM_TEST_WWW"),
+             oid);
+
+    setenv("GIT_TERMINAL_PROMPT", "0", 1);
+    char helper[300], url[600], dest[300], log[300];
+    snprintf(helper, sizeof helper,
+             "credential.helper=!f() { echo username=git; echo password=%s; }; f", key);
+    snprintf(url, sizeof url, "%s/acme/code.git", gw.base);
+    snprintf(dest, sizeof dest, "%s/lfs", out_dir);
+    snprintf(log, sizeof log, "%s/git-lfs.out", out_dir);
+    char *argv[] = {"git", "-c", helper, "-c", "filter.lfs.smudge=git-lfs smudge -- %f",
+                    "-c", "filter.lfs.process=git-lfs filter-process", "-c",
+                    "filter.lfs.required=true", "clone", "-q", url, dest, NULL};
+    cr_assert_eq(th_run_bounded(argv, log, 90), 0, "git clone with git-lfs through the gateway");
+    char path[400];
+    snprintf(path, sizeof path, "%s/weights.bin", dest);
+    cr_assert(same_file(object, path), "weights.bin is the LFS object, not its pointer");
+    cr_assert(th_log_contains(&gw, "method=POST status=200"), "the batch API was asked");
+    cr_assert(th_log_contains(&gw, "status=200 bytes=2000000 "), "the object went through");
+    cr_assert(!th_log_contains(&gw, key), "the key is never logged");
+}
+
+/* A request the gateway refuses while its body is still coming (git-lfs's batch POST
+ * before its credential, an API call with a bad key) gets the refusal, not a reset: the
+ * body is read and dropped first, or the client is refused before it sends the body when it
+ * waits for 100 Continue. Sized and chunked bodies alike. */
+Test(clients, a_refused_request_with_a_body_gets_its_answer, .init = start, .fini = stop,
+     .timeout = 120)
+{
+    size_t big = 2 * 1024 * 1024;
+    char *body = malloc(big);
+    cr_assert_not_null(body);
+    memset(body, 'b', big);
+    char u[600], v[256];
+    struct th_response r;
+    const char *bad_key = "Authorization: Bearer hf_notavalidkeyatall0000000000000000000";
+    snprintf(u, sizeof u, "%s/api/echo", gw.base);
+    th_http_body("POST", u, (const char *[]){"Expect:", bad_key, NULL}, body, 300, false, &r);
+    cr_assert_eq(r.status, 401, "a bad key on a POST is answered (got %ld)", r.status);
+    cr_assert(strstr(r.body, "\"invalid_key\"") != NULL, "%s", r.body);
+    th_response_free(&r);
+    th_http_body("POST", u, (const char *[]){"Expect: 100-continue", bad_key, NULL}, body, big,
+                 false, &r);
+    cr_assert_eq(r.status, 401, "refused before a 2 MiB body is sent (got %ld)", r.status);
+    th_response_free(&r);
+
+    snprintf(u, sizeof u, "%s/acme/code.git/info/lfs/objects/batch", gw.base);
+    th_http_body("POST", u, (const char *[]){"Expect:", NULL}, body, 300, true, &r);
+    cr_assert_eq(r.status, 401, "a chunked POST on a challenge route is challenged");
+    cr_assert(th_header(&r, "WWW-Authenticate", v, sizeof v) && strncmp(v, "Basic", 5) == 0,
+              "%s", v);
+    th_response_free(&r);
+
+    snprintf(u, sizeof u, "%s/-/nowhere", gw.base);
+    th_http_body("POST", u, (const char *[]){"Expect:", NULL}, body, big, false, &r);
+    cr_assert_eq(r.status, 404, "an unknown endpoint answers a POST (got %ld)", r.status);
+    cr_assert(strstr(r.body, "\"not_found\"") != NULL, "%s", r.body);
+    th_response_free(&r);
+    free(body);
+
+    /* And a body the gateway forwards still arrives whole. */
+    snprintf(u, sizeof u, "%s/api/echo", gw.base);
+    th_http_body("POST", u, (const char *[]){"Expect:", auth, NULL}, "hello, upstream", 15,
+                 false, &r);
+    cr_assert_eq(r.status, 200);
+    cr_assert(strstr(r.body, "hello, upstream") != NULL, "%s", r.body);
+    th_response_free(&r);
+}
