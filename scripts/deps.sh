@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — installs the Debian packages hubmeter needs to build, test
 # and run (compiler, libraries, Redis, PostgreSQL, nginx; promtool; Chromium
-# renders the funding report's HTML in the tests; wget, git, git-lfs and the
+# renders the funding report's HTML in the tests; wget, git, git-lfs, pip and the
 # @huggingface/hub client under Node.js are real clients in the tests). Idempotent: does
 # nothing when everything is already installed. Never prompts (works in CI).
 # System services are prevented from auto-starting during the install.
@@ -12,7 +12,7 @@ PACKAGES=(
   libmicrohttpd-dev libcurl4-openssl-dev libhiredis-dev libpq-dev
   libjansson-dev libssl-dev libcriterion-dev
   redis-server postgresql nginx-light libnginx-mod-http-echo
-  curl ca-certificates procps aria2 wget git git-lfs
+  curl ca-certificates procps aria2 wget git git-lfs python3-pip
   chromium
   prometheus
 )

@@ -65,6 +65,16 @@ if [ ! -f "$repo/info/refs" ] || [ ! -f "$repo/lfs/oid" ]; then
     echo "$oid" > "$repo/lfs/oid"
     rm -rf "$dir/code-src"
 fi
+# A Python package index (PEP 503 "simple" pages as static files) with one wheel, for pip.
+simple=$www/simple/hubmeter-demo
+wheel=$www/packages/hubmeter_demo-1.0-py3-none-any.whl
+if [ ! -f "$simple/index.html" ] || [ ! -f "$wheel" ]; then
+    mkdir -p "$simple" "$www/packages"
+    python3 "$root/tests/clients/make_wheel.py" "$wheel"
+    sum=$(sha256sum "$wheel" | cut -c1-64)
+    printf '<!DOCTYPE html>\n<html><body>\n<a href="../../packages/%s#sha256=%s">%s</a>\n</body></html>\n' \
+        "${wheel##*/}" "$sum" "${wheel##*/}" > "$simple/index.html"
+fi
 chmod -R a+rX "$www"
 # Real hub clients (tests/test_clients.c), pinned by tests/clients/package-lock.json.
 clients=$root/tests/clients

@@ -3,8 +3,8 @@
  * gateway meters what they fetch: the @huggingface/hub library (tests/clients, installed
  * with npm) using the gateway as its hub — including for a file the hub would hand out
  * through Xet, which must then come as plain bytes through the gateway —, `wget -c`
- * resuming a cut download, and `git clone` over HTTP through a challenge route (git sends
- * its credential only after a 401). Upstream: the test nginx (scripts/services.sh), which
+ * resuming a cut download, `git clone` over HTTP through a challenge route (git sends its
+ * credential only after a 401), git-lfs, and pip downloading from a package index. Upstream: the test nginx (scripts/services.sh), which
  * answers like a Hugging Face hub for acme/xetmodel.
  */
 #include <criterion/criterion.h>
@@ -20,7 +20,8 @@ static char env_db[600], env_redis[300], env_up[600];
 static char key[128], auth[200], out_dir[128];
 static struct th_gateway gw;
 static const char *const env_prefix = "HUBMETER_KEY_PREFIX=hf_"; /* as the hub's own keys */
-static const char *const env_challenge = "HUBMETER_CHALLENGE_PATHS=*.git/*";
+static const char *const env_challenge =
+    "HUBMETER_CHALLENGE_PATHS=*.git/*,/simple/*,/packages/*";
 
 /* A fresh database and Redis, an org "acme" with an hf_ key, a gateway in front of nginx. */
 static void start(void)
@@ -285,4 +286,28 @@ Test(clients, a_refused_request_with_a_body_gets_its_answer, .init = start, .fin
     cr_assert_eq(r.status, 200);
     cr_assert(strstr(r.body, "hello, upstream") != NULL, "%s", r.body);
     th_response_free(&r);
+}
+
+/* pip, pointed at a package index behind the gateway (the key in the index URL, as pip users
+ * give a token), finds the wheel on the index page, downloads it, checks its sha256 and keeps
+ * a byte-identical copy; the index page and the wheel are metered. */
+Test(clients, pip_downloads_a_wheel_through_the_gateway, .init = start, .fini = stop,
+     .timeout = 120)
+{
+    char wheel[512], index[600], log[300], got[400];
+    snprintf(wheel, sizeof wheel, "%s/packages/hubmeter_demo-1.0-py3-none-any.whl",
+             th_env("HM_TEST_WWW"));
+    const char *host = strstr(gw.base, "://") + 3;
+    snprintf(index, sizeof index, "http://__token__:%s@%s/simple/", key, host);
+    snprintf(log, sizeof log, "%s/pip.out", out_dir);
+    char *argv[] = {"/usr/bin/python3", "-m", "pip", "download", "--no-deps", "--no-cache-dir",
+                    "--disable-pip-version-check", "--quiet", "--index-url", index, "-d",
+                    out_dir, "hubmeter-demo==1.0", NULL};
+    cr_assert_eq(th_run_bounded(argv, log, 90), 0, "pip download through the gateway failed");
+    snprintf(got, sizeof got, "%s/hubmeter_demo-1.0-py3-none-any.whl", out_dir);
+    cr_assert(same_file(wheel, got), "pip's wheel differs from the index's");
+    char bytes[64];
+    snprintf(bytes, sizeof bytes, "status=200 bytes=%ld ", file_size(wheel));
+    cr_assert(th_log_contains(&gw, bytes), "the wheel's bytes are metered (%s)", bytes);
+    cr_assert(th_log_contains(&gw, "org=acme"), "to the key's org");
 }
