@@ -4,6 +4,7 @@
  * upstream, the gateway's own upstream credential, challenges and keep-alive.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -422,5 +424,68 @@ Test(proxy, connections_per_client_address_and_uri_length_are_capped, .init = st
             th_response_free(&r), usleep(100 * 1000);
     } while (r.status == 0 && th_now_ms() < deadline);
     cr_assert(r.status == 414 || r.status == 431, "a 9 kB URI got %ld", r.status);
+    th_response_free(&r);
+}
+
+/* Out of file descriptors, the gateway stops accepting for a moment instead of spinning on
+ * a listening socket that stays readable (the clients wait in the backlog), says so once,
+ * and serves again as soon as descriptors are free. */
+static long cpu_ticks(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    char buf[1024];
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    long utime = 0, stime = 0;
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime,
+                            &stime) != 2)
+        cr_assert_fail("cannot read %s", path);
+    return utime + stime;
+}
+
+static int open_fds(pid_t pid)
+{
+    char cmd[96], out[32] = "";
+    snprintf(cmd, sizeof cmd, "ls /proc/%d/fd | wc -l", (int)pid);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p != NULL && fgets(out, sizeof out, p) != NULL);
+    pclose(p);
+    return atoi(out);
+}
+
+Test(proxy, out_of_descriptors_the_gateway_pauses_accepting_and_recovers, .init = start,
+     .fini = stop)
+{
+    struct rlimit lim;
+    lim.rlim_cur = lim.rlim_max = (rlim_t)open_fds(gw.pid) + 3;
+    cr_assert_eq(prlimit(gw.pid, RLIMIT_NOFILE, &lim, NULL), 0, "prlimit: %s", strerror(errno));
+    int fds[24];
+    for (int i = 0; i < 24; i++)
+        fds[i] = connect_gateway(); /* the kernel completes them; the gateway runs out */
+    usleep(300 * 1000);
+    long t0 = cpu_ticks(gw.pid);
+    sleep(1);
+    long used = cpu_ticks(gw.pid) - t0;
+    cr_assert_lt(used, 20, "the gateway spun on its listening socket (%ld ticks in 1 s)", used);
+    cr_assert(th_log_contains(&gw, "event=accept_failed errno=24"), "the shortage is logged");
+    for (int i = 0; i < 24; i++)
+        close(fds[i]);
+    lim.rlim_cur = lim.rlim_max = 65536;
+    prlimit(gw.pid, RLIMIT_NOFILE, &lim, NULL);
+    char u[256];
+    url(u, sizeof u, "/-/healthz");
+    struct th_response r;
+    int64_t deadline = th_now_ms() + 5000;
+    do {
+        th_http("GET", u, NULL, &r);
+        if (r.status != 200)
+            th_response_free(&r), usleep(100 * 1000);
+    } while (r.status != 200 && th_now_ms() < deadline);
+    cr_assert_eq(r.status, 200, "served again once descriptors are free");
     th_response_free(&r);
 }
