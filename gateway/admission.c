@@ -115,7 +115,8 @@ static bool plan_lookup(struct gw *gw, int64_t id, const char *name, struct mete
         bool found = false;
         pthread_mutex_lock(&p->mu);
         for (size_t i = 0; i < p->n && !found; i++)
-            if (id > 0 ? p->list[i].id == id : strcmp(p->list[i].name, name) == 0) {
+            if (id > 0 ? p->list[i].id == id
+                       : name != NULL && strcmp(p->list[i].name, name) == 0) {
                 gw_plan_to_meter(&p->list[i], out);
                 found = true;
             }

@@ -21,15 +21,16 @@ static void print_quota(const char *slug, json_t *doc)
            json_string_value(json_object_get(json_object_get(doc, "plan"), "name")),
            json_string_value(json_object_get(doc, "source")));
     printf("%-15s %20s %20s %10s %10s\n", "POLICY", "LIMIT", "REMAINING", "RESET_S", "WINDOW_S");
-    size_t i;
-    json_t *p;
-    json_array_foreach(json_object_get(doc, "policies"), i, p)
+    json_t *policies = json_object_get(doc, "policies");
+    for (size_t i = 0; i < json_array_size(policies); i++) {
+        json_t *p = json_array_get(policies, i);
         printf("%-15s %20lld %20lld %10lld %10lld\n",
                json_string_value(json_object_get(p, "name")),
                (long long)json_integer_value(json_object_get(p, "limit")),
                (long long)json_integer_value(json_object_get(p, "remaining")),
                (long long)json_integer_value(json_object_get(p, "reset_s")),
                (long long)json_integer_value(json_object_get(p, "window_s")));
+    }
     json_t *m = json_object_get(doc, "month"), *ev = json_object_get(doc, "events");
     json_t *refused = json_object_get(ev, "refused");
     printf("month %s .. %s: %lld bytes used of %lld (0 = unlimited)\n",

@@ -455,7 +455,7 @@ static int open_fds(pid_t pid)
     FILE *p = popen(cmd, "r");
     cr_assert(p != NULL && fgets(out, sizeof out, p) != NULL);
     pclose(p);
-    return atoi(out);
+    return (int)strtol(out, NULL, 10);
 }
 
 Test(proxy, out_of_descriptors_the_gateway_pauses_accepting_and_recovers, .init = start,
