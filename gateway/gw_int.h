@@ -232,6 +232,10 @@ void gw_client_network(const struct sockaddr *sa, char *ip, size_t iplen, char *
 /* Percent-decodes in into out (NUL-terminated); CM_INVALID for a bad escape, an encoded
  * NUL, or when out is too small. */
 int gw_percent_decode(const char *in, char *out, size_t outlen);
+/* Accept value without its Xet media types ("application/vnd.xet-…"), into out ("" when
+ * nothing is left): a metered route asks the upstream for the file, never for Xet file
+ * info (whose Xet headers the gateway strips). */
+void gw_accept_without_xet(const char *value, char *out, size_t len);
 /* True when path matches one of the comma-separated shell patterns ('*' crosses '/'). */
 bool gw_path_matches(const char *patterns, const char *path);
 /* The repository a request path refers to, by the first matching pattern of the

@@ -1,7 +1,7 @@
 /*
  * Facts about a request that do not need the network: the client's network (the unit
- * anonymous traffic is identified and limited by) and the repository a path refers to.
- * Pure functions, unit-tested.
+ * anonymous traffic is identified and limited by), the repository a path refers to, and
+ * the Accept header a metered route forwards. Pure functions, unit-tested.
  */
 #include "gateway/gw_int.h"
 
@@ -9,6 +9,7 @@
 #include <fnmatch.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <strings.h>
 
 void gw_client_network(const struct sockaddr *sa, char *ip, size_t iplen, char *net,
                        size_t netlen)
@@ -180,4 +181,28 @@ bool gw_path_matches(const char *patterns, const char *path)
             p++;
     }
     return false;
+}
+
+void gw_accept_without_xet(const char *value, char *out, size_t len)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (const char *p = value; *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *t = p;
+        while (t < p + n && (*t == ' ' || *t == '\t'))
+            t++;
+        size_t tn = (size_t)(p + n - t);
+        if (strncasecmp(t, "application/vnd.xet-", 20) != 0 && tn > 0 && o + tn + 3 < len) {
+            if (o > 0) {
+                out[o++] = ',';
+                out[o++] = ' ';
+            }
+            memcpy(out + o, t, tn);
+            o += tn;
+            out[o] = '\0';
+        }
+        p = end ? end + 1 : p + n;
+    }
 }

@@ -349,34 +349,6 @@ struct forward_ctx {
     bool oom;
 };
 
-/* value without its Xet media types ("application/vnd.xet-…"), into out ("" when nothing
- * is left). A hub answers a client that accepts application/vnd.xet-fileinfo+json with
- * Xet file info instead of the file; on a metered route the gateway strips the Xet
- * headers that info needs, so the client must get the plain download. */
-static void accept_without_xet(const char *value, char *out, size_t len)
-{
-    size_t o = 0;
-    out[0] = '\0';
-    for (const char *p = value; *p != '\0';) {
-        const char *end = strchr(p, ',');
-        size_t n = end ? (size_t)(end - p) : strlen(p);
-        const char *t = p;
-        while (t < p + n && (*t == ' ' || *t == '\t'))
-            t++;
-        size_t tn = (size_t)(p + n - t);
-        if (strncasecmp(t, "application/vnd.xet-", 20) != 0 && tn > 0 && o + tn + 3 < len) {
-            if (o > 0) {
-                out[o++] = ',';
-                out[o++] = ' ';
-            }
-            memcpy(out + o, t, tn);
-            o += tn;
-            out[o] = '\0';
-        }
-        p = end ? end + 1 : p + n;
-    }
-}
-
 static enum MHD_Result forward_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                       const char *value)
 {
@@ -388,10 +360,12 @@ static enum MHD_Result forward_header(void *cls, enum MHD_ValueKind kind, const 
         strcasecmp(key, "Content-Length") == 0 || strcasecmp(key, "Expect") == 0 ||
         strncasecmp(key, "X-Forwarded-", 12) == 0 || strcasecmp(key, "Via") == 0)
         return MHD_YES;
+    /* A hub answers a client that accepts Xet file info with that info instead of the
+     * file; on a metered route the gateway strips the Xet headers it needs. */
     char accept[4096];
     if (fc->s->follow && value != NULL && strcasecmp(key, "Accept") == 0 &&
         strcasestr(value, "application/vnd.xet-") != NULL) {
-        accept_without_xet(value, accept, sizeof accept);
+        gw_accept_without_xet(value, accept, sizeof accept);
         if (accept[0] == '\0')
             return MHD_YES;
         value = accept;

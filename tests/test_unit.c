@@ -328,3 +328,17 @@ Test(journal, every_record_reads_back_exactly_as_appended)
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     cr_assert_eq(system(cmd), 0);
 }
+
+Test(request_facts, a_metered_route_forwards_accept_without_xet_media_types)
+{
+    char out[256];
+    gw_accept_without_xet("application/vnd.xet-fileinfo+json, */*", out, sizeof out);
+    cr_assert_str_eq(out, "*/*");
+    gw_accept_without_xet("text/html,APPLICATION/VND.XET-fileinfo+json;q=0.9,\t*/*;q=0.1", out,
+                          sizeof out);
+    cr_assert_str_eq(out, "text/html, */*;q=0.1");
+    gw_accept_without_xet("application/vnd.xet-fileinfo+json", out, sizeof out);
+    cr_assert_str_eq(out, "", "nothing left: no Accept is forwarded");
+    gw_accept_without_xet("application/json", out, sizeof out);
+    cr_assert_str_eq(out, "application/json");
+}
