@@ -5,167 +5,18 @@
  * reader) and unpauses curl when it is empty, so a slow client slows the upstream read
  * instead of filling memory. A connection waiting for the upstream's head, for body
  * bytes, for room in its upload buffer or for its org's byte bucket is suspended and
- * woken by curl's callbacks or its timer. The client's credential is never forwarded;
- * hop-by-hop headers are dropped both ways.
+ * woken by curl's callbacks or its timer. The heads (what is forwarded, what comes back)
+ * are upstream_head.c's.
  */
-#include "gateway/gw_int.h"
+#include "gateway/upstream_int.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#define STREAM_BUFFER GW_STREAM_BUFFER
-#define UPSTREAM_READ (512 * 1024) /* curl's receive buffer: bytes per recv from the upstream */
-#define SEND_BLOCK (512 * 1024)    /* libmicrohttpd's buffer of a streamed response: bytes per send */
-#define UPLOAD_BUFFER (256 * 1024)
-/* A response whose whole body is already here (up to this size) is handed to MHD as one
- * buffer: head and body go out together, without a content reader. */
-#define WHOLE_MAX (64 * 1024)
-#define HEADER_MAX 100
-
-struct header {
-    char *name, *value;
-    bool carried; /* from a redirect the gateway followed */
-};
-
-struct stream {
-    struct gw_req *req; /* until the request ends (gw_upstream_http_detach) */
-    struct gw_worker *worker;
-    CURL *easy;
-    bool in_multi;
-    struct curl_slist *out_headers;
-    char *buf;
-    size_t start, len; /* unread bytes are buf[start .. start+len) */
-    bool head_done, done, paused;
-    CURLcode result;
-    long status;
-    struct header headers[HEADER_MAX];
-    size_t n_headers;
-    bool has_length;
-    uint64_t length, delivered;
-    int64_t idle_ms, first_byte_ms;
-    int64_t head_deadline_ms;  /* the first-byte timeout (CLOCK_MONOTONIC ms) */
-    int64_t last_data_ms;      /* when the upstream last sent body bytes */
-    int64_t paced_until_ms;    /* the org's byte bucket holds the stream until then */
-    uint64_t charged_ahead;    /* bytes already charged to the org before they were read */
-    bool follow; /* redirects are followed inside the gateway (metered route) */
-    /* Request body (POST, PUT, …): copied from libmicrohttpd, taken by curl's reader. */
-    char *up;
-    size_t up_start, up_len;
-    bool uploading, in_eof, read_paused, upload_dropped;
-    /* While MHD waits for body bytes, curl writes straight into MHD's buffer (one copy
-     * fewer); what does not fit goes to buf. Set inside read_body while it unpauses curl,
-     * or parked there while the connection is suspended waiting for the upstream (MHD
-     * hands the same buffer back when it resumes: it asks for more only once everything
-     * it had is sent). */
-    char *direct;
-    size_t direct_max, direct_len;
-    bool direct_parked;
-    bool streaming; /* the client's response reads from this stream (read_body) */
-};
-
 void gw_upstream_http_global_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
 void gw_upstream_http_global_cleanup(void) { curl_global_cleanup(); }
-
-/* Hop-by-hop headers (RFC 9110 §7.6.1) and those the gateway itself owns. */
-static bool hop_by_hop(const char *name)
-{
-    static const char *const names[] = {"Connection", "Keep-Alive", "Proxy-Connection",
-                                        "Proxy-Authenticate", "Proxy-Authorization", "TE",
-                                        "Trailer", "Transfer-Encoding", "Upgrade"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcasecmp(name, names[i]) == 0)
-            return true;
-    return false;
-}
-
-static void free_headers(struct stream *s)
-{
-    for (size_t i = 0; i < s->n_headers; i++) {
-        free(s->headers[i].name);
-        free(s->headers[i].value);
-    }
-    s->n_headers = 0;
-}
-
-/* A new response starts. After a followed redirect the hub's own headers of the redirect
- * (X-Repo-Commit, X-Linked-Size, X-Linked-Etag…) are kept: clients such as huggingface_hub
- * need them, and the storage host that answers next does not send them. */
-static void next_response(struct stream *s)
-{
-    size_t kept = 0;
-    for (size_t i = 0; i < s->n_headers; i++) {
-        struct header *h = &s->headers[i];
-        if (s->follow &&
-            (strncasecmp(h->name, "X-Repo-", 7) == 0 || strncasecmp(h->name, "X-Linked-", 9) == 0)) {
-            h->carried = true;
-            s->headers[kept++] = *h;
-        } else {
-            free(h->name);
-            free(h->value);
-        }
-    }
-    s->n_headers = kept;
-}
-
-/* True when the final response has its own header of that name. */
-static bool answered_itself(const struct stream *s, const char *name)
-{
-    for (size_t i = 0; i < s->n_headers; i++)
-        if (!s->headers[i].carried && strcasecmp(s->headers[i].name, name) == 0)
-            return true;
-    return false;
-}
-
-static size_t on_header(char *data, size_t size, size_t nitems, void *userdata)
-{
-    struct stream *s = userdata;
-    size_t n = size * nitems, len = n;
-    while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r'))
-        len--;
-    if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) { /* a new response (1xx, redirect) */
-        next_response(s);
-        const char *sp = memchr(data, ' ', len);
-        s->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-        s->has_length = false;
-        return n;
-    }
-    if (len == 0) {
-        bool redirect = s->status == 301 || s->status == 302 || s->status == 303 ||
-                        s->status == 307 || s->status == 308;
-        if (s->status >= 200 && !(s->follow && redirect)) { /* else curl fetches the target */
-            s->head_done = true;
-            s->last_data_ms = cm_mono_ms();
-            if (s->req != NULL)
-                gw_req_wake(s->req);
-        }
-        return n;
-    }
-    const char *colon = memchr(data, ':', len);
-    if (colon == NULL || s->n_headers == HEADER_MAX)
-        return n;
-    size_t nl = (size_t)(colon - data);
-    const char *v = colon + 1;
-    while (v < data + len && (*v == ' ' || *v == '\t'))
-        v++;
-    struct header *h = &s->headers[s->n_headers];
-    h->carried = false;
-    h->name = strndup(data, nl);
-    h->value = strndup(v, (size_t)(data + len - v));
-    if (h->name == NULL || h->value == NULL) {
-        free(h->name);
-        free(h->value);
-        return 0; /* out of memory: abort the transfer */
-    }
-    s->n_headers++;
-    if (strcasecmp(h->name, "Content-Length") == 0) {
-        uint64_t cl;
-        s->has_length = cm_parse_u64(h->value, &cl) == CM_OK;
-        s->length = cl;
-    }
-    return n;
-}
 
 /* Stops curl reading once buf could not take a whole next chunk (a chunk refused with
  * CURL_WRITEFUNC_PAUSE is copied, into a fresh allocation, inside curl); read_body lets
@@ -340,72 +191,14 @@ static void stream_free(void *cls)
     gw_worker_buffer_give(s->worker, s->buf);
     free(s->up);
     curl_slist_free_all(s->out_headers);
-    free_headers(s);
+    gw_up_free_headers(s);
     free(s);
-}
-
-struct forward_ctx {
-    struct stream *s;
-    bool oom;
-};
-
-static enum MHD_Result forward_header(void *cls, enum MHD_ValueKind kind, const char *key,
-                                      const char *value)
-{
-    (void)kind;
-    struct forward_ctx *fc = cls;
-    /* Never forward the client's credential, nor what the gateway sets itself. */
-    if (hop_by_hop(key) || strcasecmp(key, "Authorization") == 0 ||
-        strcasecmp(key, "X-Api-Key") == 0 || strcasecmp(key, "Host") == 0 ||
-        strcasecmp(key, "Content-Length") == 0 || strcasecmp(key, "Expect") == 0 ||
-        strncasecmp(key, "X-Forwarded-", 12) == 0 || strcasecmp(key, "Via") == 0)
-        return MHD_YES;
-    /* A hub answers a client that accepts Xet file info with that info instead of the
-     * file; on a metered route the gateway strips the Xet headers it needs. */
-    char accept[4096];
-    if (fc->s->follow && value != NULL && strcasecmp(key, "Accept") == 0 &&
-        strcasestr(value, "application/vnd.xet-") != NULL) {
-        gw_accept_without_xet(value, accept, sizeof accept);
-        if (accept[0] == '\0')
-            return MHD_YES;
-        value = accept;
-    }
-    char line[8192];
-    if (cm_fmt(line, sizeof line, "%s: %s", key, value ? value : "") != CM_OK)
-        return MHD_YES;
-    struct curl_slist *l = curl_slist_append(fc->s->out_headers, line);
-    if (l == NULL)
-        fc->oom = true;
-    else
-        fc->s->out_headers = l;
-    return MHD_YES;
-}
-
-/* Adds "name: value", or "name:" (which tells curl to send no such header) for NULL. */
-static int add_header(struct stream *s, const char *name, const char *value)
-{
-    char line[1024];
-    if (cm_fmt(line, sizeof line, value ? "%s: %s" : "%s:", name, value ? value : "") != CM_OK)
-        return CM_ERR;
-    struct curl_slist *l = curl_slist_append(s->out_headers, line);
-    if (l == NULL)
-        return CM_ERR;
-    s->out_headers = l;
-    return CM_OK;
 }
 
 static int build_request(struct stream *s, struct MHD_Connection *c, const char *url)
 {
     const struct hm_config *cfg = s->req->gw->cfg;
-    struct forward_ctx fc = {.s = s};
-    MHD_get_connection_values(c, MHD_HEADER_KIND, forward_header, &fc);
-    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
-    if (fc.oom || add_header(s, "X-Forwarded-For", s->req->client_ip) != CM_OK ||
-        add_header(s, "X-Forwarded-Proto", "http") != CM_OK ||
-        (host != NULL && add_header(s, "X-Forwarded-Host", host) != CM_OK) ||
-        add_header(s, "Via", "1.1 hubmeter") != CM_OK || add_header(s, "Expect", NULL) != CM_OK ||
-        (cfg->upstream_authorization[0] != '\0' &&
-         add_header(s, "Authorization", cfg->upstream_authorization) != CM_OK))
+    if (gw_up_request_headers(s, c) != CM_OK)
         return CM_ERR;
     CURL *e = s->easy;
     curl_easy_setopt(e, CURLOPT_URL, url);
@@ -415,7 +208,7 @@ static int build_request(struct stream *s, struct MHD_Connection *c, const char 
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->out_headers);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->upstream_connect_timeout_ms);
     curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)UPSTREAM_READ);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, gw_up_on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
@@ -454,22 +247,8 @@ static struct MHD_Response *make_response(struct stream *s, bool whole)
         : whole  ? MHD_create_response_from_buffer(s->len, s->buf + s->start,
                                                    MHD_RESPMEM_MUST_COPY)
                  : MHD_create_response_from_callback(size, SEND_BLOCK, read_body, s, stream_free);
-    if (resp == NULL)
-        return NULL;
-    for (size_t i = 0; i < s->n_headers; i++) {
-        const struct header *h = &s->headers[i];
-        if (hop_by_hop(h->name) || strcasecmp(h->name, "Content-Length") == 0 ||
-            strcasecmp(h->name, "Date") == 0 || (h->carried && answered_itself(s, h->name)))
-            continue;
-        /* On a metered route, Xet hints would send clients around the gateway. */
-        if (s->follow && (strncasecmp(h->name, "X-Xet-", 6) == 0 ||
-                          (strcasecmp(h->name, "Link") == 0 && strstr(h->value, "xet-") != NULL)))
-            continue;
-        MHD_add_response_header(resp, h->name, h->value);
-        if (strcasecmp(h->name, "ETag") == 0)
-            cm_copy(s->req->etag, sizeof s->req->etag, h->value);
-    }
-    MHD_add_response_header(resp, "Via", "1.1 hubmeter");
+    if (resp != NULL)
+        gw_up_response_headers(s, resp);
     return resp;
 }
 

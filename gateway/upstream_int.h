@@ -1,0 +1,71 @@
+/*
+ * Inside the HTTP upstream (upstream_http.c: the transfer and the body; upstream_head.c:
+ * the heads): the per-transfer state both share. Not for the rest of the gateway.
+ */
+#ifndef GATEWAY_UPSTREAM_INT_H
+#define GATEWAY_UPSTREAM_INT_H
+
+#include "gateway/gw_int.h"
+
+#define STREAM_BUFFER GW_STREAM_BUFFER
+#define UPSTREAM_READ (512 * 1024) /* curl's receive buffer: bytes per recv from the upstream */
+#define SEND_BLOCK (512 * 1024)    /* libmicrohttpd's buffer of a streamed response: bytes per send */
+#define UPLOAD_BUFFER (256 * 1024)
+/* A response whose whole body is already here (up to this size) is handed to MHD as one
+ * buffer: head and body go out together, without a content reader. */
+#define WHOLE_MAX (64 * 1024)
+#define HEADER_MAX 100
+
+struct header {
+    char *name, *value;
+    bool carried; /* from a redirect the gateway followed */
+};
+
+struct stream {
+    struct gw_req *req; /* until the request ends (gw_upstream_http_detach) */
+    struct gw_worker *worker;
+    CURL *easy;
+    bool in_multi;
+    struct curl_slist *out_headers;
+    char *buf;
+    size_t start, len; /* unread bytes are buf[start .. start+len) */
+    bool head_done, done, paused;
+    CURLcode result;
+    long status;
+    struct header headers[HEADER_MAX];
+    size_t n_headers;
+    bool has_length;
+    uint64_t length, delivered;
+    int64_t idle_ms, first_byte_ms;
+    int64_t head_deadline_ms;  /* the first-byte timeout (CLOCK_MONOTONIC ms) */
+    int64_t last_data_ms;      /* when the upstream last sent body bytes */
+    int64_t paced_until_ms;    /* the org's byte bucket holds the stream until then */
+    uint64_t charged_ahead;    /* bytes already charged to the org before they were read */
+    bool follow; /* redirects are followed inside the gateway (metered route) */
+    /* Request body (POST, PUT, …): copied from libmicrohttpd, taken by curl's reader. */
+    char *up;
+    size_t up_start, up_len;
+    bool uploading, in_eof, read_paused, upload_dropped;
+    /* While MHD waits for body bytes, curl writes straight into MHD's buffer (one copy
+     * fewer); what does not fit goes to buf. Set inside read_body while it unpauses curl,
+     * or parked there while the connection is suspended waiting for the upstream (MHD
+     * hands the same buffer back when it resumes: it asks for more only once everything
+     * it had is sent). */
+    char *direct;
+    size_t direct_max, direct_len;
+    bool direct_parked;
+    bool streaming; /* the client's response reads from this stream (read_body) */
+};
+
+/* ---- heads (upstream_head.c) ------------------------------------------------------------------ */
+/* curl's header callback: collects the upstream's response head (see the file). */
+size_t gw_up_on_header(char *data, size_t size, size_t nitems, void *userdata);
+void gw_up_free_headers(struct stream *s);
+/* The request head for the upstream: the client's headers without its credential and
+ * hop-by-hop ones, plus X-Forwarded-*, Via and the gateway's own credential. */
+int gw_up_request_headers(struct stream *s, struct MHD_Connection *c);
+/* The response head for the client: the upstream's headers (and those a followed redirect
+ * carried) without hop-by-hop ones and, on metered routes, Xet hints; plus Via. */
+void gw_up_response_headers(struct stream *s, struct MHD_Response *resp);
+
+#endif
