@@ -650,3 +650,16 @@ void th_usage_becomes(const char *base, const char *auth, const char *org, long 
     cr_assert_fail("usage shows %lld bytes / %lld requests, wanted %lld / %lld", got_bytes,
                    got_requests, bytes, requests);
 }
+
+void th_stack_new(struct th_stack *s, const char *upstream)
+{
+    th_db_new(s->db_url, sizeof s->db_url);
+    th_redis_new(s->redis_url, sizeof s->redis_url);
+    snprintf(s->env_db, sizeof s->env_db, "HUBMETER_DATABASE_URL=%s", s->db_url);
+    snprintf(s->env_redis, sizeof s->env_redis, "HUBMETER_REDIS_URL=%s", s->redis_url);
+    if (upstream != NULL)
+        snprintf(s->env_up, sizeof s->env_up, "HUBMETER_UPSTREAM=%s", upstream);
+    else
+        snprintf(s->env_up, sizeof s->env_up, "HUBMETER_UPSTREAM=file://%s",
+                 th_env("HM_TEST_WWW"));
+}

@@ -62,6 +62,14 @@ struct th_response {
     size_t body_len;
     char headers[8192];
 };
+/* A fresh database and Redis for one test, and the environment entries that point a
+ * hubmeter at them and at upstream (NULL: the test's file:// mirror). */
+struct th_stack {
+    char db_url[512], redis_url[256];
+    char env_db[600], env_redis[300], env_up[600];
+};
+void th_stack_new(struct th_stack *s, const char *upstream);
+
 /* Performs one HTTP request (headers NULL-terminated "Name: value", may be NULL). */
 void th_http(const char *method, const char *url, const char *const *headers,
              struct th_response *resp);

@@ -17,22 +17,17 @@
 
 #define BOOTSTRAP "adm-secret-0123456789-bootstrap"
 
-static char db_url[512], redis_url[256];
-static char env_db[600], env_redis[300], env_up[600];
+static struct th_stack stack; /* its database, Redis and their environment entries */
 static const char *env[6];
 static struct th_gateway gw;
 static char bearer[300] = "Authorization: Bearer " BOOTSTRAP;
 
 static void setup(void)
 {
-    th_db_new(db_url, sizeof db_url);
-    th_redis_new(redis_url, sizeof redis_url);
-    snprintf(env_db, sizeof env_db, "HUBMETER_DATABASE_URL=%s", db_url);
-    snprintf(env_redis, sizeof env_redis, "HUBMETER_REDIS_URL=%s", redis_url);
-    snprintf(env_up, sizeof env_up, "HUBMETER_UPSTREAM=file://%s", th_env("HM_TEST_WWW"));
-    env[0] = env_db;
-    env[1] = env_redis;
-    env[2] = env_up;
+    th_stack_new(&stack, NULL);
+    env[0] = stack.env_db;
+    env[1] = stack.env_redis;
+    env[2] = stack.env_up;
     env[3] = "HUBMETER_ADMIN_TOKEN=" BOOTSTRAP;
     env[4] = "HUBMETER_WEBHOOK_INTERVAL_MS=200";
     env[5] = NULL;
@@ -83,7 +78,7 @@ static void fails(long status, const char *code, const char *method, const char 
 
 static char *db_value(const char *sql)
 {
-    PGconn *db = th_db_connect(db_url);
+    PGconn *db = th_db_connect(stack.db_url);
     char *v = th_db_value(db, sql, 0, NULL);
     PQfinish(db);
     return v;
@@ -551,7 +546,7 @@ static enum MHD_Result hook_request(void *cls, struct MHD_Connection *c, const c
 
 static void use_bytes(const char *org, const char *bytes)
 {
-    PGconn *db = th_db_connect(db_url);
+    PGconn *db = th_db_connect(stack.db_url);
     const char *p[] = {org, bytes};
     free(th_db_value(db, "SELECT hm_usage_partition(now())::text", 0, NULL));
     free(th_db_value(db,

@@ -15,8 +15,7 @@
 
 #include "tests/harness.h"
 
-static char db_url[512], redis_url[256];
-static char env_db[600], env_redis[300], env_up[600];
+static struct th_stack stack; /* its database, Redis and their environment entries */
 static char key[128], auth[200], out_dir[128];
 static struct th_gateway gw;
 static const char *const env_prefix = "HUBMETER_KEY_PREFIX=hf_"; /* as the hub's own keys */
@@ -26,12 +25,8 @@ static const char *const env_challenge =
 /* A fresh database and Redis, an org "acme" with an hf_ key, a gateway in front of nginx. */
 static void start(void)
 {
-    th_db_new(db_url, sizeof db_url);
-    th_redis_new(redis_url, sizeof redis_url);
-    snprintf(env_db, sizeof env_db, "HUBMETER_DATABASE_URL=%s", db_url);
-    snprintf(env_redis, sizeof env_redis, "HUBMETER_REDIS_URL=%s", redis_url);
-    snprintf(env_up, sizeof env_up, "HUBMETER_UPSTREAM=%s", th_env("HM_TEST_NGINX_URL"));
-    const char *env[] = {env_db, env_redis, env_up, env_prefix, env_challenge, NULL};
+    th_stack_new(&stack, th_env("HM_TEST_NGINX_URL"));
+    const char *env[] = {stack.env_db, stack.env_redis, stack.env_up, env_prefix, env_challenge, NULL};
     struct th_run r;
     th_hubmeter(&r, env, (const char *[]){"orgs", "create", "acme", NULL});
     cr_assert_eq(r.status, 0, "%s", r.err);

@@ -18,22 +18,17 @@
 
 #define BOOTSTRAP "adm-secret-dash-0123456789-bootstrap"
 
-static char db_url[512], redis_url[256];
-static char env_db[600], env_redis[300], env_up[600];
+static struct th_stack stack; /* its database, Redis and their environment entries */
 static const char *env[6];
 static struct th_gateway gw;
 static const char bearer[] = "Authorization: Bearer " BOOTSTRAP;
 
 static void setup(void)
 {
-    th_db_new(db_url, sizeof db_url);
-    th_redis_new(redis_url, sizeof redis_url);
-    snprintf(env_db, sizeof env_db, "HUBMETER_DATABASE_URL=%s", db_url);
-    snprintf(env_redis, sizeof env_redis, "HUBMETER_REDIS_URL=%s", redis_url);
-    snprintf(env_up, sizeof env_up, "HUBMETER_UPSTREAM=file://%s", th_env("HM_TEST_WWW"));
-    env[0] = env_db;
-    env[1] = env_redis;
-    env[2] = env_up;
+    th_stack_new(&stack, NULL);
+    env[0] = stack.env_db;
+    env[1] = stack.env_redis;
+    env[2] = stack.env_up;
     env[3] = "HUBMETER_ADMIN_TOKEN=" BOOTSTRAP;
     env[4] = "HUBMETER_SHIP_INTERVAL_MS=100";
     env[5] = NULL;

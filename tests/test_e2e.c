@@ -12,20 +12,15 @@
 
 #include "tests/harness.h"
 
-static char db_url[512], redis_url[256];
-static char env_db[600], env_redis[300], env_up[600];
+static struct th_stack stack; /* its database, Redis and their environment entries */
 static char key[128], auth[200];
 static struct th_gateway gw;
 
 /* A fresh database and Redis, an org "acme" with a key, and a gateway for upstream. */
 static void start(const char *upstream)
 {
-    th_db_new(db_url, sizeof db_url);
-    th_redis_new(redis_url, sizeof redis_url);
-    snprintf(env_db, sizeof env_db, "HUBMETER_DATABASE_URL=%s", db_url);
-    snprintf(env_redis, sizeof env_redis, "HUBMETER_REDIS_URL=%s", redis_url);
-    snprintf(env_up, sizeof env_up, "HUBMETER_UPSTREAM=%s", upstream);
-    const char *env[] = {env_db, env_redis, env_up, NULL};
+    th_stack_new(&stack, upstream);
+    const char *env[] = {stack.env_db, stack.env_redis, stack.env_up, NULL};
     struct th_run r;
     th_hubmeter(&r, env, (const char *[]){"orgs", "create", "acme", "--class", "commercial", NULL});
     cr_assert_eq(r.status, 0, "%s", r.err);
@@ -121,7 +116,7 @@ Test(e2e_file, a_keyed_download_is_exact_and_its_bytes_show_in_usage, .init = st
     assert_usage_becomes((long long)(2 * len + config_len), 3);
     free(want);
     /* What reports need: the distinct clients per hour, and bytes per object per day. */
-    PGconn *db = th_db_connect(db_url);
+    PGconn *db = th_db_connect(stack.db_url);
     char *v = th_db_value(db, "SELECT count(*) || '|' || min(host(address))"
                               " FROM usage_clients_hourly WHERE org_id IS NOT NULL", 0, NULL);
     cr_assert_str_eq(v, "1|127.0.0.1");
@@ -147,7 +142,7 @@ Test(e2e_file, anonymous_downloads_work_and_are_recorded_by_network, .init = sta
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(r.body, "x");
     th_response_free(&r);
-    PGconn *db = th_db_connect(db_url);
+    PGconn *db = th_db_connect(stack.db_url);
     int64_t deadline = th_now_ms() + 15000;
     char *v = NULL;
     while (th_now_ms() < deadline) {
@@ -228,7 +223,7 @@ Test(e2e_file, a_revoked_key_is_refused_within_seconds, .init = start_file, .fin
     th_http("GET", u, h, &r);
     cr_assert_eq(r.status, 200);
     th_response_free(&r);
-    const char *env[] = {env_db, NULL};
+    const char *env[] = {stack.env_db, NULL};
     struct th_run run;
     char display[16];
     snprintf(display, sizeof display, "%.11s", key);
@@ -358,7 +353,7 @@ Test(e2e_nginx, an_unreachable_upstream_is_a_502_json_error, .init = start_unrea
 /* Polls PostgreSQL for the anonymous bytes of path's repo until they settle. */
 static uint64_t anonymous_bytes(void)
 {
-    PGconn *db = th_db_connect(db_url);
+    PGconn *db = th_db_connect(stack.db_url);
     int64_t deadline = th_now_ms() + 15000;
     char *v = NULL;
     while (th_now_ms() < deadline) {

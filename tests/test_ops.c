@@ -18,8 +18,7 @@
 #include "tests/harness.h"
 #include "tests/opsfiles.h"
 
-static char db_url[512], redis_url[256];
-static char env_db[600], env_redis[300], env_up[600];
+static struct th_stack stack; /* its database, Redis and their environment entries */
 static char key[128], auth[200];
 static struct th_gateway gw;
 
@@ -27,12 +26,8 @@ static struct th_gateway gw;
  * mirror with extra (NULL-terminated, may be NULL) environment entries. */
 static void start_with(const char *extra)
 {
-    th_db_new(db_url, sizeof db_url);
-    th_redis_new(redis_url, sizeof redis_url);
-    snprintf(env_db, sizeof env_db, "HUBMETER_DATABASE_URL=%s", db_url);
-    snprintf(env_redis, sizeof env_redis, "HUBMETER_REDIS_URL=%s", redis_url);
-    snprintf(env_up, sizeof env_up, "HUBMETER_UPSTREAM=file://%s", th_env("HM_TEST_WWW"));
-    const char *env[] = {env_db, env_redis, env_up, extra, NULL};
+    th_stack_new(&stack, NULL);
+    const char *env[] = {stack.env_db, stack.env_redis, stack.env_up, extra, NULL};
     struct th_run r;
     th_hubmeter(&r, env, (const char *[]){"plans", "create", "pro", NULL});
     cr_assert_eq(r.status, 0, "%s", r.err);

@@ -19,18 +19,13 @@
 
 #include "tests/harness.h"
 
-static char db_url[512], redis_url[256];
-static char env_db[600], env_redis[300], env_up[600];
+static struct th_stack stack; /* its database, Redis and their environment entries */
 static struct th_gateway gw;
 
 static void start_with(const char *upstream, const char *extra1, const char *extra2)
 {
-    th_db_new(db_url, sizeof db_url);
-    th_redis_new(redis_url, sizeof redis_url);
-    snprintf(env_db, sizeof env_db, "HUBMETER_DATABASE_URL=%s", db_url);
-    snprintf(env_redis, sizeof env_redis, "HUBMETER_REDIS_URL=%s", redis_url);
-    snprintf(env_up, sizeof env_up, "HUBMETER_UPSTREAM=%s", upstream);
-    const char *env[] = {env_db, env_redis, env_up, extra1, extra2, NULL};
+    th_stack_new(&stack, upstream);
+    const char *env[] = {stack.env_db, stack.env_redis, stack.env_up, extra1, extra2, NULL};
     th_gateway_start(&gw, env);
 }
 

@@ -14,8 +14,7 @@
 
 #include "tests/apicheck.h"
 
-static char db_url[512], redis_url[256];
-static char env_db[600], env_redis[300], env_up[600];
+static struct th_stack stack; /* its database, Redis and their environment entries */
 static char key_a[128], key_a2[128], key_b[128], auth_a[200], auth_b[200];
 static char org_a[24], org_b[24], kid_a1[24], kid_a2[24], kid_b[24];
 static struct th_gateway gw;
@@ -57,12 +56,8 @@ static void row(PGconn *db, const char *bucket, const char *org, const char *key
 
 static void setup(void)
 {
-    th_db_new(db_url, sizeof db_url);
-    th_redis_new(redis_url, sizeof redis_url);
-    snprintf(env_db, sizeof env_db, "HUBMETER_DATABASE_URL=%s", db_url);
-    snprintf(env_redis, sizeof env_redis, "HUBMETER_REDIS_URL=%s", redis_url);
-    snprintf(env_up, sizeof env_up, "HUBMETER_UPSTREAM=file://%s", th_env("HM_TEST_WWW"));
-    const char *env[] = {env_db, env_redis, env_up, NULL};
+    th_stack_new(&stack, NULL);
+    const char *env[] = {stack.env_db, stack.env_redis, stack.env_up, NULL};
     struct th_run r;
     /* alpha's plan is roomy: nothing is refused, but /-/v1/quota has every field. */
     th_hubmeter(&r, env, (const char *[]){"plans", "create", "roomy", "--requests-per-minute",
@@ -77,7 +72,7 @@ static void setup(void)
     cli_key(env, "beta", key_b, sizeof key_b);
     snprintf(auth_a, sizeof auth_a, "Authorization: Bearer %s", key_a);
     snprintf(auth_b, sizeof auth_b, "Authorization: Bearer %s", key_b);
-    PGconn *db = th_db_connect(db_url);
+    PGconn *db = th_db_connect(stack.db_url);
     char *v = th_db_value(db, "SELECT id::text FROM orgs WHERE slug = 'alpha'", 0, NULL);
     snprintf(org_a, sizeof org_a, "%s", v);
     free(v);
@@ -389,7 +384,7 @@ Test(usage_api, every_bad_parameter_is_a_400_with_a_stable_code)
         ac_assert_error(doc, st, 400, cases[i].code);
     }
     /* The database is untouched by the attempts. */
-    PGconn *db = th_db_connect(db_url);
+    PGconn *db = th_db_connect(stack.db_url);
     char *v = th_db_value(db, "SELECT count(*)::text FROM orgs", 0, NULL);
     cr_assert_str_eq(v, "2");
     free(v);
@@ -435,7 +430,7 @@ Test(usage_api, every_documented_operation_answers_as_its_schema_says)
     cr_assert_eq(st, 200);
     cr_assert(spec != NULL, "the document is JSON");
     cr_assert(strncmp(json_string_value(json_object_get(spec, "openapi")), "3.", 2) == 0);
-    PGconn *db = th_db_connect(db_url);
+    PGconn *db = th_db_connect(stack.db_url);
     free(th_db_value(db, "UPDATE orgs SET status = 'suspended' WHERE slug = 'beta' RETURNING 'ok'",
                      0, NULL));
     PQfinish(db);
