@@ -206,10 +206,9 @@ enum MHD_Result gw_reply(struct gw_req *req, struct MHD_Connection *c, unsigned 
  * than it is worth reading. */
 enum MHD_Result gw_reply_held(struct gw_req *req, struct MHD_Connection *c,
                               size_t *upload_data_size);
-/* True when c's request announces a body that will arrive without a 100-continue. */
-bool gw_body_follows(struct MHD_Connection *c);
-/* True when c's client waits for 100 Continue before it sends its body. */
-bool gw_expects_continue(struct MHD_Connection *c);
+/* True when c's request announces a body that will arrive without a 100-continue;
+ * *expects_continue: its client waits for 100 Continue before it sends its body. */
+bool gw_body_follows(struct MHD_Connection *c, bool *expects_continue);
 
 /* ---- identity (identity.c) ----------------------------------------------------------------- */
 enum gw_cred { GW_CRED_NONE, GW_CRED_KEY, GW_CRED_MALFORMED };

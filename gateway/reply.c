@@ -22,15 +22,11 @@ static enum MHD_Result add_header_size(void *cls, enum MHD_ValueKind kind, const
  * worth reading: the connection is closed. */
 #define DROP_MAX (16 * 1024 * 1024)
 
-bool gw_expects_continue(struct MHD_Connection *c)
+bool gw_body_follows(struct MHD_Connection *c, bool *expects_continue)
 {
     const char *expect = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Expect");
-    return expect != NULL && strcasecmp(expect, "100-continue") == 0;
-}
-
-bool gw_body_follows(struct MHD_Connection *c)
-{
-    if (gw_expects_continue(c))
+    *expects_continue = expect != NULL && strcasecmp(expect, "100-continue") == 0;
+    if (*expects_continue)
         return false; /* the client waits: an answer before the body spares it the body */
     const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
     const char *te = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding");

@@ -148,10 +148,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         *con_cls = req;
         if (req == NULL)
             return MHD_NO;
-        req->body_unread = gw_body_follows(c);
+        bool expects_continue;
+        req->body_unread = gw_body_follows(c, &expects_continue);
         /* Routed on the next call (an answer queued now would close the connection) —
          * unless the client waits for 100 Continue: then a refusal must come instead. */
-        if (!gw_expects_continue(c))
+        if (!expects_continue)
             return MHD_YES;
     }
     if (req->magic != GW_REQ_MAGIC)
