@@ -134,6 +134,10 @@ enum gw_cred gw_credential_parse(const char *authorization, const char *x_api_ke
             *why = "Authorization Basic must be base64 of \"user:key\"";
             return GW_CRED_MALFORMED;
         }
+        /* Empty user and password: a client without credentials answering a Basic challenge
+         * (docker and skopeo do this), which is no credential at all, not a malformed one. */
+        if (strcmp(decoded, ":") == 0)
+            return GW_CRED_NONE;
         /* git and pip send the key as the password; some tools put it in the user name. */
         char *colon = strchr(decoded, ':');
         const char *k = colon[1] != '\0' ? colon + 1 : decoded;

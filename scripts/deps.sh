@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # scripts/deps.sh — installs the Debian packages hubmeter needs to build, test
 # and run (compiler, libraries, Redis, PostgreSQL, nginx; promtool; Chromium
-# renders the funding report's HTML in the tests; wget, git, git-lfs, pip and the
-# @huggingface/hub client under Node.js are real clients in the tests). Idempotent: does
+# renders the funding report's HTML in the tests; wget, git, git-lfs, pip, skopeo (the
+# docker registry protocol, against Debian's docker-registry) and the @huggingface/hub
+# client under Node.js are real clients in the tests). Idempotent: does
 # nothing when everything is already installed. Never prompts (works in CI).
 # System services are prevented from auto-starting during the install.
 set -euo pipefail
@@ -12,7 +13,7 @@ PACKAGES=(
   libmicrohttpd-dev libcurl4-openssl-dev libhiredis-dev libpq-dev
   libjansson-dev libssl-dev libcriterion-dev
   redis-server postgresql nginx-light libnginx-mod-http-echo
-  curl ca-certificates procps aria2 wget git git-lfs python3-pip
+  curl ca-certificates procps aria2 wget git git-lfs python3-pip skopeo docker-registry
   chromium
   prometheus
 )
@@ -51,7 +52,7 @@ if ((EUID != 0)); then
 fi
 
 # Keep the package maintainer scripts from starting system-wide redis,
-# postgresql or nginx instances: the project only uses private instances.
+# postgresql, nginx or docker-registry instances: the project only uses private instances.
 # Only install our own policy-rc.d when none exists, and remove it afterwards.
 POLICY=/usr/sbin/policy-rc.d
 policy_installed=0

@@ -4,13 +4,18 @@
  * with npm) using the gateway as its hub — including for a file the hub would hand out
  * through Xet, which must then come as plain bytes through the gateway —, `wget -c`
  * resuming a cut download, `git clone` over HTTP through a challenge route (git sends its
- * credential only after a 401), git-lfs, and pip downloading from a package index. Upstream: the test nginx (scripts/services.sh), which
- * answers like a Hugging Face hub for acme/xetmodel.
+ * credential only after a 401), git-lfs, pip downloading from a package index, and the
+ * docker registry protocol (skopeo, which speaks it as docker does) pulling an image.
+ * Upstream: the test nginx (scripts/services.sh), which answers like a Hugging Face hub for
+ * acme/xetmodel; for the image, a real registry (Debian's docker-registry) the test starts.
  */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "tests/harness.h"
@@ -22,11 +27,13 @@ static const char *const env_prefix = "HUBMETER_KEY_PREFIX=hf_"; /* as the hub's
 static const char *const env_challenge =
     "HUBMETER_CHALLENGE_PATHS=*.git/*,/simple/*,/packages/*";
 
-/* A fresh database and Redis, an org "acme" with an hf_ key, a gateway in front of nginx. */
-static void start(void)
+/* A fresh database and Redis, an org "acme" with an hf_ key, a gateway in front of upstream
+ * with the configured challenge paths (and repository patterns, when not NULL). */
+static void start_for(const char *upstream, const char *challenge, const char *repo_patterns)
 {
-    th_stack_new(&stack, th_env("HM_TEST_NGINX_URL"));
-    const char *env[] = {stack.env_db, stack.env_redis, stack.env_up, env_prefix, env_challenge, NULL};
+    th_stack_new(&stack, upstream);
+    const char *env[] = {stack.env_db, stack.env_redis, stack.env_up, env_prefix, challenge,
+                         repo_patterns, NULL};
     struct th_run r;
     th_hubmeter(&r, env, (const char *[]){"orgs", "create", "acme", NULL});
     cr_assert_eq(r.status, 0, "%s", r.err);
@@ -40,6 +47,12 @@ static void start(void)
     snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s", out_dir, out_dir);
     cr_assert_eq(system(cmd), 0);
     th_gateway_start(&gw, env);
+}
+
+/* The gateway in front of the test nginx. */
+static void start(void)
+{
+    start_for(th_env("HM_TEST_NGINX_URL"), env_challenge, NULL);
 }
 
 static void stop(void)
@@ -305,4 +318,125 @@ Test(clients, pip_downloads_a_wheel_through_the_gateway, .init = start, .fini = 
     snprintf(bytes, sizeof bytes, "status=200 bytes=%ld ", file_size(wheel));
     cr_assert(th_log_contains(&gw, bytes), "the wheel's bytes are metered (%s)", bytes);
     cr_assert(th_log_contains(&gw, "org=acme"), "to the key's org");
+}
+
+/* ---- the docker registry protocol ------------------------------------------------------------- */
+
+static pid_t registry;
+static char registry_dir[128], layer_digest[80];
+static long layer_size;
+
+/* Runs a shell command line bounded to seconds, its stdout and stderr in log: its status. */
+static int sh_bounded(const char *cmd, const char *log, int seconds)
+{
+    char *argv[] = {"sh", "-c", (char *)cmd, NULL};
+    return th_run_bounded(argv, log, seconds);
+}
+
+/* A real registry (Debian's docker-registry, filesystem storage) on a free loopback port,
+ * holding acme/demo:1.0 — an image of one 3 MiB layer (tests/clients/make_image.py) pushed
+ * to it directly with skopeo — and the gateway in front of it, with /v2/ a challenge route
+ * and /v2/{ns}/{repo}/ naming the repository, as a registry operator configures it. */
+static void start_registry(void)
+{
+    snprintf(registry_dir, sizeof registry_dir, "/tmp/hm-registry-%d", (int)getpid());
+    char cmd[1400], log[200], config[200], up[64];
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s/data", registry_dir, registry_dir);
+    cr_assert_eq(system(cmd), 0);
+    int port = th_free_port();
+    snprintf(up, sizeof up, "http://127.0.0.1:%d", port);
+    snprintf(config, sizeof config, "%s/config.yml", registry_dir);
+    FILE *f = fopen(config, "w");
+    cr_assert(f != NULL);
+    fprintf(f, "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+               "    rootdirectory: %s/data\nhttp:\n  addr: 127.0.0.1:%d\n",
+            registry_dir, port);
+    fclose(f);
+    snprintf(log, sizeof log, "%s/registry.log", registry_dir);
+    registry = fork();
+    if (registry == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execlp("docker-registry", "docker-registry", "serve", config, (char *)NULL);
+        _exit(127);
+    }
+    cr_assert(registry > 0);
+    char ping[96];
+    snprintf(ping, sizeof ping, "%s/v2/", up);
+    struct th_response r = {0};
+    for (int i = 0; i < 100 && r.status != 200; i++) {
+        th_response_free(&r);
+        th_http("GET", ping, NULL, &r);
+        if (r.status != 200)
+            usleep(100 * 1000);
+    }
+    cr_assert_eq(r.status, 200, "docker-registry did not start (see %s)", log);
+    th_response_free(&r);
+
+    snprintf(log, sizeof log, "%s/image.out", registry_dir);
+    snprintf(cmd, sizeof cmd, "python3 %s/make_image.py %s/image", th_env("HM_TEST_CLIENTS"),
+             registry_dir);
+    cr_assert_eq(sh_bounded(cmd, log, 60), 0, "make_image.py failed");
+    f = fopen(log, "r");
+    cr_assert(f != NULL && fscanf(f, "%79s %ld", layer_digest, &layer_size) == 2);
+    fclose(f);
+    snprintf(log, sizeof log, "%s/push.out", registry_dir);
+    snprintf(cmd, sizeof cmd,
+             "skopeo copy --insecure-policy --dest-tls-verify=false oci:%s/image:1.0 "
+             "docker://127.0.0.1:%d/acme/demo:1.0 2>&1",
+             registry_dir, port);
+    cr_assert_eq(sh_bounded(cmd, log, 60), 0, "pushing the image to the registry failed (%s)",
+                 log);
+    start_for(up, "HUBMETER_CHALLENGE_PATHS=/v2/*", "HUBMETER_REPO_PATTERNS=docker/=/v2/{ns}/{repo}/*");
+}
+
+static void stop_registry(void)
+{
+    stop();
+    if (registry > 0) {
+        kill(registry, SIGTERM);
+        waitpid(registry, NULL, 0);
+    }
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", registry_dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+/* skopeo pulls the image through the gateway as `docker pull` would: without a key the
+ * gateway's challenge refuses it (and an empty Basic answer is a missing key, not a
+ * malformed one), with the key as password it gets every blob — digests checked by skopeo,
+ * the layer byte-identical — and the layer's bytes are metered to the key's org under the
+ * image's repository. */
+Test(clients, docker_protocol_pulls_an_image_through_a_challenge_route, .init = start_registry,
+     .fini = stop_registry, .timeout = 180)
+{
+    const char *host = strstr(gw.base, "://") + 3;
+    char cmd[1200], log[300], got[400], want[400];
+    snprintf(log, sizeof log, "%s/anonymous.out", out_dir);
+    snprintf(cmd, sizeof cmd,
+             "skopeo copy --insecure-policy --src-tls-verify=false docker://%s/acme/demo:1.0 "
+             "dir:%s/anonymous 2>&1",
+             host, out_dir);
+    cr_assert_neq(sh_bounded(cmd, log, 60), 0, "a pull without a key must be refused");
+    cr_assert(th_file_contains(log, "authentication required"),
+              "skopeo reports the challenge (see %s)", log);
+    cr_assert(th_log_contains(&gw, "decision=authentication_required"));
+    cr_assert(!th_log_contains(&gw, "malformed_authorization"),
+              "an empty Basic answer to the challenge is a missing key");
+
+    snprintf(log, sizeof log, "%s/pull.out", out_dir);
+    snprintf(cmd, sizeof cmd,
+             "skopeo copy --insecure-policy --src-tls-verify=false --src-creds acme:%s "
+             "docker://%s/acme/demo:1.0 dir:%s/pulled 2>&1",
+             key, host, out_dir);
+    cr_assert_eq(sh_bounded(cmd, log, 90), 0, "skopeo could not pull through the gateway");
+    snprintf(want, sizeof want, "%s/image/blobs/sha256/%s", registry_dir, layer_digest + 7);
+    snprintf(got, sizeof got, "%s/pulled/%s", out_dir, layer_digest + 7);
+    cr_assert(same_file(want, got), "the pulled layer differs from the pushed one");
+    char bytes[64];
+    snprintf(bytes, sizeof bytes, "status=200 bytes=%ld ", layer_size);
+    cr_assert(th_log_contains(&gw, bytes), "the layer's bytes are metered (%s)", bytes);
+    cr_assert(th_log_contains(&gw, "org=acme"), "to the key's org");
+    cr_assert(th_log_contains(&gw, "repo=docker/acme/demo"), "under the image's repository");
 }

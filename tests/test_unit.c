@@ -168,6 +168,9 @@ Test(credentials, bearer_basic_and_x_api_key_yield_the_key)
     cr_assert_eq(gw_credential_parse(NULL, "hm_xyz", key, sizeof key, &why), GW_CRED_KEY);
     cr_assert_str_eq(key, "hm_xyz");
     cr_assert_eq(gw_credential_parse(NULL, NULL, key, sizeof key, &why), GW_CRED_NONE);
+    /* base64(":") — what docker and skopeo answer a Basic challenge with when they have no
+     * credentials: anonymous, so a challenge route asks again instead of answering 400 */
+    cr_assert_eq(gw_credential_parse("Basic Og==", NULL, key, sizeof key, &why), GW_CRED_NONE);
 }
 
 Test(credentials, malformed_headers_are_reported_not_ignored)
