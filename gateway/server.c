@@ -322,7 +322,7 @@ static struct MHD_Daemon *start_daemon(struct gw *gw, struct gw_worker *w)
         mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw,
         MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_CONNECTION_LIMIT,
         cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->client_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_CONNECTION,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_NOTIFY_CONNECTION,
         gw_watchdog_notify, gw->watchdog, MHD_OPTION_END);
 }
 

@@ -37,11 +37,28 @@ static int64_t month_start(int year, int mon, int day)
     return (int64_t)timegm(&tm);
 }
 
+/* The last period a thread computed: it holds for a whole month, and every admission asks. */
+struct period_memo {
+    int anchor;
+    int64_t start, end, next_end;
+    char name[24], next_name[24];
+};
+static _Thread_local struct period_memo memo;
+
 /* The monthly period holding now_s for an anchor day: [start, end), and the next end.
  * Names are the start dates (YYYYMMDD). */
 void quota_period(int64_t now_s, int anchor, int64_t *start, int64_t *end, int64_t *next_end,
                       char *name, char *next_name, size_t namelen)
 {
+    if (memo.anchor == anchor && now_s >= memo.start && now_s < memo.end &&
+        namelen > sizeof memo.name) {
+        *start = memo.start;
+        *end = memo.end;
+        *next_end = memo.next_end;
+        memcpy(name, memo.name, sizeof memo.name);
+        memcpy(next_name, memo.next_name, sizeof memo.next_name);
+        return;
+    }
     time_t t = (time_t)now_s;
     struct tm tm;
     gmtime_r(&t, &tm);
@@ -57,6 +74,12 @@ void quota_period(int64_t now_s, int anchor, int64_t *start, int64_t *end, int64
     gmtime_r(&te, &b);
     cm_fmt(name, namelen, "m:%04d%02d%02d", a.tm_year + 1900, a.tm_mon + 1, a.tm_mday);
     cm_fmt(next_name, namelen, "m:%04d%02d%02d", b.tm_year + 1900, b.tm_mon + 1, b.tm_mday);
+    if (strlen(name) < sizeof memo.name && strlen(next_name) < sizeof memo.next_name) {
+        memo = (struct period_memo){.anchor = anchor, .start = *start, .end = *end,
+                                    .next_end = *next_end};
+        memcpy(memo.name, name, strlen(name) + 1);
+        memcpy(memo.next_name, next_name, strlen(next_name) + 1);
+    }
 }
 
 /* The keys most scripts take, in their order: requests, bytes, month, next month,

@@ -10,6 +10,7 @@
 #include "common/common.h"
 #include "gateway/gw_int.h"
 #include "meter/meter_int.h"
+#include "meter/quota_int.h"
 #include "registry/registry.h"
 
 static void clear_env(void)
@@ -117,6 +118,51 @@ Test(time, month_boundaries_are_utc_calendar_months)
     cr_assert_str_eq(buf, "2026-12-01T00:00:00Z");
     cm_time_format(cm_month_next(start), buf, sizeof buf);
     cr_assert_str_eq(buf, "2027-01-01T00:00:00Z");
+}
+
+/* Monthly quota periods with an anchor day, asked in an order that crosses the remembered
+ * period both ways (a thread remembers the last one it computed). */
+Test(time, quota_periods_follow_the_anchor_day_across_months)
+{
+    struct {
+        const char *now;
+        int anchor;
+        const char *start, *end, *next_end, *name, *next_name;
+    } cases[] = {
+        {"2026-11-23T17:00:00Z", 1, "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z",
+         "2027-01-01T00:00:00Z", "m:20261101", "m:20261201"},
+        {"2026-11-30T23:59:59Z", 1, "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z",
+         "2027-01-01T00:00:00Z", "m:20261101", "m:20261201"},
+        {"2026-12-01T00:00:00Z", 1, "2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z",
+         "2027-02-01T00:00:00Z", "m:20261201", "m:20270101"},
+        {"2026-10-31T23:59:59Z", 1, "2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z",
+         "2026-12-01T00:00:00Z", "m:20261001", "m:20261101"},
+        {"2026-10-31T23:59:59Z", 15, "2026-10-15T00:00:00Z", "2026-11-15T00:00:00Z",
+         "2026-12-15T00:00:00Z", "m:20261015", "m:20261115"},
+        {"2026-11-14T23:59:59Z", 15, "2026-10-15T00:00:00Z", "2026-11-15T00:00:00Z",
+         "2026-12-15T00:00:00Z", "m:20261015", "m:20261115"},
+        {"2026-11-15T00:00:00Z", 15, "2026-11-15T00:00:00Z", "2026-12-15T00:00:00Z",
+         "2027-01-15T00:00:00Z", "m:20261115", "m:20261215"},
+        {"2027-01-10T08:00:00Z", 28, "2026-12-28T00:00:00Z", "2027-01-28T00:00:00Z",
+         "2027-02-28T00:00:00Z", "m:20261228", "m:20270128"},
+        {"2026-11-23T17:00:00Z", 1, "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z",
+         "2027-01-01T00:00:00Z", "m:20261101", "m:20261201"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *when[4] = {cases[i].now, cases[i].start, cases[i].end, cases[i].next_end};
+        int64_t t[4];
+        for (int k = 0; k < 4; k++)
+            cr_assert_eq(cm_time_parse(when[k], strlen(when[k]), &t[k]), CM_OK);
+        int64_t start, end, next_end;
+        char name[48], next_name[48];
+        quota_period(t[0], cases[i].anchor, &start, &end, &next_end, name, next_name,
+                     sizeof name);
+        cr_assert_eq(start, t[1], "case %zu: start", i);
+        cr_assert_eq(end, t[2], "case %zu: end", i);
+        cr_assert_eq(next_end, t[3], "case %zu: next end", i);
+        cr_assert_str_eq(name, cases[i].name, "case %zu", i);
+        cr_assert_str_eq(next_name, cases[i].next_name, "case %zu", i);
+    }
 }
 
 Test(keys, generated_keys_carry_the_prefix_and_pass_their_checksum)
