@@ -165,6 +165,22 @@ Test(time, quota_periods_follow_the_anchor_day_across_months)
     }
 }
 
+/* Known answers: the check value of CRC-32 (IEEE) and SHA-256's test vectors, the second
+ * hash of a run on the same thread (which reuses its digest context) included. */
+Test(bytes, crc32_and_sha256_give_the_standard_answers)
+{
+    cr_assert_eq(cm_crc32("123456789", 9), 0xcbf43926u);
+    cr_assert_eq(cm_crc32("", 0), 0u);
+    uint8_t h[32];
+    char hex[65];
+    cm_sha256("abc", 3, h);
+    cm_hex(h, 32, hex);
+    cr_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    cm_sha256("", 0, h);
+    cm_hex(h, 32, hex);
+    cr_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
 Test(keys, generated_keys_carry_the_prefix_and_pass_their_checksum)
 {
     char a[REG_KEY_MAX], b[REG_KEY_MAX];
