@@ -167,6 +167,8 @@ struct gw_req {
     bool suspended, wake_queued, timer_fired, client_watched, client_hung_up;
     int64_t timer_due_ms;       /* 0: no timer */
     int64_t suspend_due_ms;     /* when the current suspension ends at the latest */
+    int early_polls;            /* loop rounds left to find the upstream's head before the
+                                 * connection is suspended (upstream_http.c) */
     struct gw_req *timer_next, *ready_next;
     struct gw_req **timer_pprev; /* where its worker's timer list points at it (NULL: none) */
     struct gw_watch client_watch;

@@ -11,6 +11,7 @@
 #define UPSTREAM_READ (512 * 1024) /* curl's receive buffer: bytes per recv from the upstream */
 #define SEND_BLOCK (512 * 1024)    /* libmicrohttpd's buffer of a streamed response: bytes per send */
 #define UPLOAD_BUFFER (256 * 1024)
+#define EARLY_POLLS 2 /* loop rounds a request looks for its upstream's head before suspending */
 /* A response whose whole body is already here (up to this size) is handed to MHD as one
  * buffer: head and body go out together, without a content reader. */
 #define WHOLE_MAX (64 * 1024)

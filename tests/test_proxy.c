@@ -443,6 +443,47 @@ static long cpu_ticks(pid_t pid)
     return utime + stime;
 }
 
+/* Requests waiting for an upstream that thinks (its head comes after 2 s) cost the gateway
+ * no CPU while they wait: each looks for the head for a couple of loop rounds, then its
+ * connection is suspended until the head comes. And all of them get the late answer. */
+struct slow_client {
+    char url[256];
+    _Atomic uint64_t got;
+    long status;
+};
+
+static void *slow_client_run(void *arg)
+{
+    struct slow_client *sc = arg;
+    th_http_for(sc->url, NULL, 4000, &sc->got, &sc->status);
+    return NULL;
+}
+
+Test(proxy, requests_waiting_for_a_thinking_upstream_do_not_spin, .init = start, .fini = stop)
+{
+    enum { N = 16 };
+    static struct slow_client sc[N];
+    pthread_t t[N];
+    for (int i = 0; i < N; i++) {
+        url(sc[i].url, sizeof sc[i].url, "/api/slow");
+        sc[i].got = 0;
+        sc[i].status = 0;
+        pthread_create(&t[i], NULL, slow_client_run, &sc[i]);
+    }
+    usleep(400 * 1000); /* all of them are waiting now */
+    long t0 = cpu_ticks(gw.pid);
+    usleep(1000 * 1000);
+    long used = cpu_ticks(gw.pid) - t0;
+    for (int i = 0; i < N; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_lt(used, 10, "the gateway used %ld ticks in 1 s while %d requests waited", used, N);
+    for (int i = 0; i < N; i++) {
+        cr_assert_eq(sc[i].status, 200, "request %d: %ld", i, sc[i].status);
+        cr_assert_eq(sc[i].got, 5, "request %d got the late answer (%llu bytes)", i,
+                     (unsigned long long)sc[i].got);
+    }
+}
+
 static int open_fds(pid_t pid)
 {
     char cmd[96], out[32] = "";
