@@ -177,5 +177,17 @@ void cm_fault(const char *point);
 int cm_fmt(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Bounded copy with guaranteed NUL; CM_ERR when src did not fit. */
 int cm_copy(char *dst, size_t dstlen, const char *src);
+/* Text appended to a fixed buffer without printf, for what every request writes (its
+ * rate-limit headers). The text stays NUL-terminated; once something does not fit,
+ * overflow is set and nothing more is appended. */
+struct cm_buf {
+    char *s;
+    size_t cap, len;
+    bool overflow;
+};
+void cm_buf_init(struct cm_buf *b, char *s, size_t cap);
+void cm_buf_str(struct cm_buf *b, const char *str);
+void cm_buf_u64(struct cm_buf *b, uint64_t v);
+void cm_buf_i64(struct cm_buf *b, int64_t v);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * Bounded string helpers used instead of the banned sprintf/strcpy family:
- * every call reports truncation instead of silently cutting.
+ * every call reports truncation instead of silently cutting. cm_buf appends text and
+ * numbers without printf, for the per-request hot path.
  */
 #include "common/common.h"
 
@@ -28,4 +29,45 @@ int cm_copy(char *dst, size_t dstlen, const char *src)
     }
     memcpy(dst, src, n + 1);
     return CM_OK;
+}
+
+void cm_buf_init(struct cm_buf *b, char *s, size_t cap)
+{
+    *b = (struct cm_buf){.s = s, .cap = cap, .overflow = cap == 0};
+    if (cap > 0)
+        s[0] = '\0';
+}
+
+static void buf_put(struct cm_buf *b, const char *str, size_t n)
+{
+    if (b->overflow || b->len + n >= b->cap) {
+        b->overflow = true;
+        return;
+    }
+    memcpy(b->s + b->len, str, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+void cm_buf_str(struct cm_buf *b, const char *str) { buf_put(b, str, strlen(str)); }
+
+void cm_buf_u64(struct cm_buf *b, uint64_t v)
+{
+    char digits[20];
+    size_t n = 0;
+    do {
+        digits[sizeof digits - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    buf_put(b, digits + sizeof digits - n, n);
+}
+
+void cm_buf_i64(struct cm_buf *b, int64_t v)
+{
+    if (v < 0) {
+        buf_put(b, "-", 1);
+        cm_buf_u64(b, (uint64_t)0 - (uint64_t)v);
+    } else {
+        cm_buf_u64(b, (uint64_t)v);
+    }
 }

@@ -243,41 +243,54 @@ void gw_quota_headers(struct gw_req *req, struct MHD_Response *resp)
     const struct meter_decision *d = &req->quota;
     if (!req->quota_decided || d->n == 0)
         return;
+    /* Every response carries these: built without printf (cm_buf). */
     char policy[512], state[512];
-    size_t pl = 0, sl = 0;
+    struct cm_buf pb, sb;
+    cm_buf_init(&pb, policy, sizeof policy);
+    cm_buf_init(&sb, state, sizeof state);
     for (int i = 0; i < d->n; i++) {
         const struct meter_policy_state *s = &d->st[i];
         const char *name = meter_policy_name(s->policy);
         const char *unit = s->policy == MQ_REQUESTS      ? ""
                            : s->policy == MQ_CONCURRENCY ? ";qu=\"concurrent-requests\""
                                                          : ";qu=\"content-bytes\"";
-        char window[32] = "";
-        if (s->window_s > 0)
-            cm_fmt(window, sizeof window, ";w=%lld", (long long)s->window_s);
-        int n = snprintf(policy + pl, sizeof policy - pl, "%s\"%s\";q=%llu%s%s", i ? ", " : "",
-                         name, (unsigned long long)s->limit, unit, window);
-        if (n > 0 && (size_t)n < sizeof policy - pl)
-            pl += (size_t)n;
-        n = snprintf(state + sl, sizeof state - sl, "%s\"%s\";r=%llu;t=%lld", i ? ", " : "",
-                     name, (unsigned long long)s->remaining, (long long)s->reset_s);
-        if (n > 0 && (size_t)n < sizeof state - sl)
-            sl += (size_t)n;
+        cm_buf_str(&pb, i ? ", \"" : "\"");
+        cm_buf_str(&pb, name);
+        cm_buf_str(&pb, "\";q=");
+        cm_buf_u64(&pb, s->limit);
+        cm_buf_str(&pb, unit);
+        if (s->window_s > 0) {
+            cm_buf_str(&pb, ";w=");
+            cm_buf_i64(&pb, s->window_s);
+        }
+        cm_buf_str(&sb, i ? ", \"" : "\"");
+        cm_buf_str(&sb, name);
+        cm_buf_str(&sb, "\";r=");
+        cm_buf_u64(&sb, s->remaining);
+        cm_buf_str(&sb, ";t=");
+        cm_buf_i64(&sb, s->reset_s);
     }
     MHD_add_response_header(resp, "RateLimit-Policy", policy);
     MHD_add_response_header(resp, "RateLimit", state);
     const struct meter_policy_state *s = &d->st[0];
     char v[32];
-    cm_fmt(v, sizeof v, "%llu", (unsigned long long)s->limit);
+    struct cm_buf vb;
+    cm_buf_init(&vb, v, sizeof v);
+    cm_buf_u64(&vb, s->limit);
     MHD_add_response_header(resp, "X-RateLimit-Limit", v);
-    cm_fmt(v, sizeof v, "%llu", (unsigned long long)s->remaining);
+    cm_buf_init(&vb, v, sizeof v);
+    cm_buf_u64(&vb, s->remaining);
     MHD_add_response_header(resp, "X-RateLimit-Remaining", v);
-    cm_fmt(v, sizeof v, "%llu", (unsigned long long)(s->limit - s->remaining));
+    cm_buf_init(&vb, v, sizeof v);
+    cm_buf_u64(&vb, s->limit - s->remaining);
     MHD_add_response_header(resp, "X-RateLimit-Used", v);
-    cm_fmt(v, sizeof v, "%lld", (long long)(d->now_s + s->reset_s));
+    cm_buf_init(&vb, v, sizeof v);
+    cm_buf_i64(&vb, d->now_s + s->reset_s);
     MHD_add_response_header(resp, "X-RateLimit-Reset", v);
     MHD_add_response_header(resp, "X-RateLimit-Resource", meter_policy_name(s->policy));
     if (!d->admitted) {
-        cm_fmt(v, sizeof v, "%lld", (long long)d->retry_after_s);
+        cm_buf_init(&vb, v, sizeof v);
+        cm_buf_i64(&vb, d->retry_after_s);
         MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, v);
     }
 }

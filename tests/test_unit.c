@@ -4,6 +4,7 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,6 +180,31 @@ Test(bytes, crc32_and_sha256_give_the_standard_answers)
     cm_sha256("", 0, h);
     cm_hex(h, 32, hex);
     cr_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+Test(bytes, cm_buf_appends_numbers_as_printf_would_and_stops_when_full)
+{
+    char s[64], want[64];
+    struct cm_buf b;
+    cm_buf_init(&b, s, sizeof s);
+    cm_buf_str(&b, "q=");
+    cm_buf_u64(&b, UINT64_MAX);
+    cm_buf_str(&b, ";t=");
+    cm_buf_i64(&b, INT64_MIN);
+    cm_buf_str(&b, ",");
+    cm_buf_u64(&b, 0);
+    cm_buf_i64(&b, -7);
+    snprintf(want, sizeof want, "q=%llu;t=%lld,0-7", (unsigned long long)UINT64_MAX,
+             (long long)INT64_MIN);
+    cr_assert_str_eq(s, want);
+    cr_assert(!b.overflow);
+    char small[6];
+    cm_buf_init(&b, small, sizeof small);
+    cm_buf_str(&b, "ab");
+    cm_buf_u64(&b, 12345); /* does not fit: nothing of it, and nothing after */
+    cm_buf_str(&b, "c");
+    cr_assert(b.overflow);
+    cr_assert_str_eq(small, "ab");
 }
 
 Test(keys, generated_keys_carry_the_prefix_and_pass_their_checksum)
