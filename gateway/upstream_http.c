@@ -207,12 +207,15 @@ static int build_request(struct stream *s, struct MHD_Connection *c, const char 
     curl_easy_setopt(e, CURLOPT_PATH_AS_IS, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, s->out_headers);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->upstream_connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)UPSTREAM_READ);
+    /* curl allocates this buffer for every transfer and frees it after: a HEAD (clients
+     * ask one per file for its metadata) reads only a head, and needs no 512 KiB. */
+    bool head = strcmp(s->req->method, "HEAD") == 0;
+    curl_easy_setopt(e, CURLOPT_BUFFERSIZE, (long)(head ? HEAD_READ : UPSTREAM_READ));
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, gw_up_on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, s);
-    if (strcmp(s->req->method, "HEAD") == 0) {
+    if (head) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     } else if (s->uploading) {
         /* The body streams from the client as it arrives; chunked when its size is unknown.

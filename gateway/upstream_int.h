@@ -9,6 +9,7 @@
 
 #define STREAM_BUFFER GW_STREAM_BUFFER
 #define UPSTREAM_READ (512 * 1024) /* curl's receive buffer: bytes per recv from the upstream */
+#define HEAD_READ (16 * 1024)      /* the same for a HEAD request, which reads a head only */
 #define SEND_BLOCK (512 * 1024)    /* libmicrohttpd's buffer of a streamed response: bytes per send */
 #define UPLOAD_BUFFER (256 * 1024)
 #define EARLY_POLLS 2 /* loop rounds a request looks for its upstream's head before suspending */
