@@ -526,8 +526,8 @@ median() { tr ' ' '\n' | awk 'NF' | sort -n | awk '{ v[NR] = $1 } END { if (NR) 
 for name in nginx hubmeter hubmeterq; do
   R[rps.$name]=$(median <<<"${RPS_ROUNDS[$name]:-}")
 done
-R[rounds]=$(for name in nginx hubmeter hubmeterq; do printf '%s%s:%s' "${sep:-}" "$name" \
-  "$(tr -s ' ' '/' <<<"${RPS_ROUNDS[$name]:-}")"; sep='; '; done)
+R[rounds]=$(for name in nginx hubmeter hubmeterq; do printf '%s%s %s' "${sep:-}" "$name" \
+  "$(xargs <<<"${RPS_ROUNDS[$name]:-}" | tr ' ' '/')"; sep='; '; done)
 R[calls_per_req]=$(awk -v a="${R[q0.hubmeterq]:-0}" -v b="${R[q1.hubmeterq]:-0}" \
   -v n="${R[total.hubmeterq]:-0}" 'BEGIN { if (n > 0) printf "%.2f", (b - a) / n }')
 pin 0-$(($(nproc) - 1))
