@@ -79,6 +79,7 @@ struct hm_config {
     unsigned minute_retention_days; /* minute rows older than this go (0: kept forever) */
     bool run_flusher; /* serve also runs the flusher */
     bool quotas;      /* plans are enforced (off: requests are metered only) */
+    bool upstream_builtin_client; /* hubmeter's own HTTP/1.1 client where it serves (gateway/upstream_h1.c) */
     unsigned workers; /* event loops serving the gateway's connections (0: one per CPU) */
     unsigned redis_timeout_ms;  /* each quota call waits at most this for Redis */
     char anonymous_plan[64];    /* the plan of anonymous traffic, per client network */

@@ -68,6 +68,7 @@ static const struct opt options[] = {
     {"HUBMETER_MINUTE_RETENTION_DAYS", OPT_UINT, F(minute_retention_days), 0, 36600, false},
     {"HUBMETER_MONTH_CLOSE_GRACE_H", OPT_UINT, F(month_close_grace_h), 0, 24 * 366, false},
     {"HUBMETER_QUOTAS", OPT_BOOL, F(quotas), 0, 0, false},
+    {"HUBMETER_UPSTREAM_BUILTIN_CLIENT", OPT_BOOL, F(upstream_builtin_client), 0, 0, false},
     {"HUBMETER_WORKERS", OPT_UINT, F(workers), 0, 64, false},
     {"HUBMETER_REDIS_TIMEOUT_MS", OPT_UINT, F(redis_timeout_ms), 1, 10000, false},
     {"HUBMETER_ANONYMOUS_PLAN", OPT_STRING, F(anonymous_plan), 0, 0, false},
@@ -120,6 +121,7 @@ static void set_defaults(struct hm_config *cfg)
     cfg->minute_retention_days = 90;
     cfg->run_flusher = true;
     cfg->quotas = true;
+    cfg->upstream_builtin_client = true;
     cfg->dashboard_session_s = 8 * 3600;
     cfg->redis_timeout_ms = 25;
     cm_copy(cfg->anonymous_plan, sizeof cfg->anonymous_plan, "anonymous");

@@ -18,13 +18,16 @@
 #define GW_REQ_MAGIC 0x68726571u /* "hreq": checked whenever a request comes back as void * */
 
 /* What an epoll event of a worker is about (worker.c). */
-enum gw_watch_kind { GW_W_MHD, GW_W_WAKE, GW_W_CURL, GW_W_CLIENT, GW_W_GONE, GW_W_LISTEN };
+enum gw_watch_kind { GW_W_MHD, GW_W_WAKE, GW_W_CURL, GW_W_CLIENT, GW_W_GONE, GW_W_LISTEN, GW_W_H1 };
 struct gw_watch {
     enum gw_watch_kind kind;
     int fd;
     void *obj; /* GW_W_CLIENT: the struct gw_req; GW_W_GONE: the next freed watch */
 };
 
+/* hubmeter's own HTTP/1.1 client (upstream_h1.c): an event of its socket, and a worker's end. */
+void gw_h1_event(struct gw_watch *wt, uint32_t events);
+void gw_h1_worker_exit(void);
 struct gw_idcache;
 struct gw_watchdog;
 struct gw_plans;

@@ -1,7 +1,8 @@
 /*
  * The HTTP upstream: forwards a request with libcurl (on the worker's multi handle, driven
- * by its event loop) and streams the response back through libmicrohttpd with a bounded
- * buffer. curl fills the buffer and pauses when it is full; MHD drains it (content
+ * by its event loop) — or, for plain GET and HEAD to an http:// upstream, with hubmeter's
+ * own client (upstream_h1.c), which fills the same stream — and streams the response back
+ * through libmicrohttpd with a bounded buffer. curl fills the buffer and pauses when it is full; MHD drains it (content
  * reader) and unpauses curl when it is empty, so a slow client slows the upstream read
  * instead of filling memory. A connection waiting for the upstream's head, for body
  * bytes, for room in its upload buffer or for its org's byte bucket is suspended and
@@ -143,6 +144,15 @@ static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
         gw_req_suspend(req, s->paced_until_ms);
         return 0;
     }
+    if (s->h1 != NULL && s->len == 0 && !s->done) { /* drained: hubmeter's client reads on */
+        s->direct = out;
+        s->direct_max = max;
+        s->direct_len = 0;
+        gw_h1_resume(s); /* may deliver right here, into out */
+        s->direct = NULL;
+        if (s->direct_len > 0)
+            return deliver(s, s->direct_len);
+    }
     if (s->len == 0 && !s->done && s->paused) { /* drained: let curl go on */
         s->paused = false;
         s->direct = out;
@@ -188,6 +198,7 @@ static void stream_free(void *cls)
     if (s->in_multi) /* the upstream connection stays in the worker's cache for reuse */
         curl_multi_remove_handle(gw_worker_multi(s->worker), s->easy);
     gw_worker_easy_give(s->worker, s->easy);
+    gw_h1_abandon(s);
     gw_worker_buffer_give(s->worker, s->buf);
     free(s->up);
     curl_slist_free_all(s->out_headers);
@@ -317,6 +328,18 @@ enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, c
     s->head_deadline_ms = cm_mono_ms() + s->first_byte_ms;
     s->uploading = with_body;
     s->follow = follow && !with_body;
+    if (gw_h1_serves(req->gw->cfg, req->method, with_body, s->follow)) {
+        s->buf = gw_worker_buffer(s->worker);
+        if (s->buf == NULL || gw_up_request_headers(s, c) != CM_OK ||
+            gw_h1_start(s, req->method, url) != CM_OK) {
+            stream_free(s);
+            return gw_reply_error(req, c, MHD_HTTP_BAD_GATEWAY, "upstream_unreachable",
+                                  "the upstream could not be reached");
+        }
+        req->stream = s;
+        req->early_polls = EARLY_POLLS; /* see below */
+        return MHD_YES;
+    }
     s->easy = gw_worker_easy(s->worker);
     s->buf = gw_worker_buffer(s->worker);
     if (s->easy == NULL || s->buf == NULL || (with_body && (s->up = malloc(UPLOAD_BUFFER)) == NULL)) {

@@ -18,6 +18,8 @@
 #define WHOLE_MAX (64 * 1024)
 #define HEADER_MAX 100
 
+struct h1conn;
+
 struct header {
     char *name, *value;
     bool carried; /* from a redirect the gateway followed */
@@ -57,7 +59,23 @@ struct stream {
     size_t direct_max, direct_len;
     bool direct_parked;
     bool streaming; /* the client's response reads from this stream (read_body) */
+    /* hubmeter's own client (upstream_h1.c) instead of curl: its connection while the
+     * answer comes, and whether the request is a HEAD. */
+    struct h1conn *h1;
+    bool h1_head;
+    int64_t h1_first_byte_by; /* while connecting: the first-byte deadline to return to */
 };
+
+/* ---- hubmeter's own HTTP/1.1 client (upstream_h1.c) --------------------------------------- */
+/* Whether it serves this request (else libcurl does). */
+bool gw_h1_serves(const struct hm_config *cfg, const char *method, bool with_body, bool follow);
+/* Sends the request (s->out_headers made by gw_up_request_headers) for target, a URL under
+ * the configured upstream. The answer fills s as curl's callbacks would. */
+int gw_h1_start(struct stream *s, const char *method, const char *target);
+/* read_body drained the stream: the client reads on. */
+void gw_h1_resume(struct stream *s);
+/* The stream ends before the answer did. */
+void gw_h1_abandon(struct stream *s);
 
 /* ---- heads (upstream_head.c) ------------------------------------------------------------------ */
 /* curl's header callback: collects the upstream's response head (see the file). */

@@ -339,6 +339,8 @@ static void *loop(void *arg)
                 req->client_hung_up = true; /* MHD sees it once the connection resumes */
                 watch_client(w, req, false);
                 gw_req_wake(req);
+            } else if (wt->kind == GW_W_H1) {
+                gw_h1_event(wt, ev[i].events);
             } else if (wt->kind == GW_W_LISTEN) {
                 gw_acceptor_accept(wt->obj, w->index);
             } else if (wt->kind == GW_W_WAKE) {
@@ -360,6 +362,7 @@ static void *loop(void *arg)
     resume_all(w);
     MHD_run(w->daemon);
     free_gone(w);
+    gw_h1_worker_exit();
     current = NULL;
     return NULL;
 }

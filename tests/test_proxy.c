@@ -208,6 +208,96 @@ Test(proxy, an_upstream_reset_mid_body_closes_the_client_connection, .init = sta
     th_response_free(&r);
 }
 
+/* The same through hubmeter's own client (a route that does not follow redirects). */
+Test(proxy, an_upstream_reset_mid_body_closes_the_client_connection_on_any_route,
+     .init = start_reset, .fini = stop)
+{
+    char u[256];
+    url(u, sizeof u, "/api/x.bin");
+    struct th_response r;
+    th_http("GET", u, NULL, &r);
+    cr_assert_eq(r.status, 0, "the client must see a failed transfer, not a complete one");
+    cr_assert(r.body_len <= 1000);
+    th_response_free(&r);
+}
+
+/* An upstream that answers the first request on each connection and, like a server whose
+ * keep-alive timeout has just passed, closes the connection when the second one arrives. */
+static _Atomic int closing_conns, closing_requests;
+static void *closing_upstream(void *arg)
+{
+    int fd = *(int *)arg;
+    for (;;) {
+        int c = accept(fd, NULL, NULL);
+        if (c < 0)
+            break;
+        atomic_fetch_add(&closing_conns, 1);
+        struct timeval tv = {.tv_sec = 5};
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        for (int served = 0;; served++) {
+            char buf[8192];
+            size_t got = 0;
+            while (got < sizeof buf - 1) {
+                ssize_t n = recv(c, buf + got, sizeof buf - 1 - got, 0);
+                if (n <= 0)
+                    break;
+                got += (size_t)n;
+                buf[got] = '\0';
+                if (strstr(buf, "\r\n\r\n") != NULL)
+                    break;
+            }
+            if (got == 0 || strstr(buf, "\r\n\r\n") == NULL)
+                break;
+            atomic_fetch_add(&closing_requests, 1);
+            if (served == 1)
+                break; /* the second request on this connection: closed unanswered */
+            const char *ok = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+            if (send(c, ok, strlen(ok), MSG_NOSIGNAL) < 0)
+                break;
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static void start_closing(void)
+{
+    static int fd;
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    getsockname(fd, (struct sockaddr *)&sa, &sl);
+    listen(fd, 8);
+    pthread_t t;
+    pthread_create(&t, NULL, closing_upstream, &fd);
+    pthread_detach(t);
+    char up[64];
+    snprintf(up, sizeof up, "http://127.0.0.1:%d", ntohs(sa.sin_port));
+    start_with(up, "HUBMETER_WORKERS=1", NULL);
+}
+
+/* A kept-alive upstream connection closed under a request before any byte of the answer
+ * (the upstream's keep-alive ran out as the request arrived): the gateway sends the request
+ * again on a new connection, and the client never sees the race. */
+Test(proxy, a_kept_alive_connection_the_upstream_closes_is_retried_on_a_new_one,
+     .init = start_closing, .fini = stop)
+{
+    char u[256];
+    for (int i = 0; i < 3; i++) {
+        url(u, sizeof u, i == 1 ? "/api/second" : i == 2 ? "/api/third" : "/api/first");
+        struct th_response r;
+        th_http("GET", u, NULL, &r);
+        cr_assert_eq(r.status, 200, "request %d: %ld %s", i, r.status, r.body ? r.body : "");
+        cr_assert_str_eq(r.body, "hello");
+        th_response_free(&r);
+    }
+    /* 1 on the first connection; the 2nd there closed unanswered, then on a second
+     * connection; the 3rd likewise: 5 requests seen over 3 connections. */
+    cr_assert_eq(atomic_load(&closing_requests), 5, "%d", atomic_load(&closing_requests));
+    cr_assert_eq(atomic_load(&closing_conns), 3, "%d", atomic_load(&closing_conns));
+}
+
 static void start_credential(void)
 {
     start_with(th_env("HM_TEST_NGINX_URL"), "HUBMETER_UPSTREAM_AUTHORIZATION=Bearer gw-own-cred",
