@@ -340,6 +340,19 @@ static void fail(struct h1conn *c, CURLcode result)
     finish(c, result);
 }
 
+/* Whether the head line p[0..n) is header name (with its colon) and its value holds word. */
+static bool header_says(const char *p, size_t n, const char *name, const char *word)
+{
+    size_t nl = strlen(name);
+    if (n < nl || strncasecmp(p, name, nl) != 0)
+        return false;
+    char v[512];
+    size_t k = n - nl < sizeof v - 1 ? n - nl : sizeof v - 1;
+    memcpy(v, p + nl, k);
+    v[k] = '\0';
+    return strcasestr(v, word) != NULL;
+}
+
 /* The status and framing of a complete head, after gw_up_on_header saw every line. */
 static void framing(struct h1conn *c, const char *head, size_t len)
 {
@@ -354,23 +367,12 @@ static void framing(struct h1conn *c, const char *head, size_t len)
         if (nl == NULL)
             break;
         size_t n = (size_t)(nl - p);
-        if (n >= 18 && strncasecmp(p, "Transfer-Encoding:", 18) == 0) {
-            char v[64];
-            size_t k = n - 18 < sizeof v - 1 ? n - 18 : sizeof v - 1;
-            memcpy(v, p + 18, k);
-            v[k] = '\0';
-            if (strcasestr(v, "chunked") != NULL)
-                c->body = BODY_CHUNKED;
-        } else if (n >= 11 && strncasecmp(p, "Connection:", 11) == 0) {
-            char v[64];
-            size_t k = n - 11 < sizeof v - 1 ? n - 11 : sizeof v - 1;
-            memcpy(v, p + 11, k);
-            v[k] = '\0';
-            if (strcasestr(v, "close") != NULL)
-                c->keep_alive = false;
-            else if (strcasestr(v, "keep-alive") != NULL && http10)
-                c->keep_alive = true;
-        }
+        if (header_says(p, n, "Transfer-Encoding:", "chunked"))
+            c->body = BODY_CHUNKED;
+        else if (header_says(p, n, "Connection:", "close"))
+            c->keep_alive = false;
+        else if (http10 && header_says(p, n, "Connection:", "keep-alive"))
+            c->keep_alive = true;
         p = nl + 1;
     }
     if (s->h1_head || s->status == 204 || s->status == 304) {

@@ -156,7 +156,6 @@ Test(proxy, a_client_that_hangs_up_while_the_upstream_thinks_is_let_go_at_once,
 }
 
 /* A one-shot upstream that promises 100000 bytes, sends 1000 and hangs up. */
-static int reset_port;
 static void *reset_upstream(void *arg)
 {
     int fd = *(int *)arg;
@@ -178,7 +177,8 @@ static void *reset_upstream(void *arg)
     return NULL;
 }
 
-static void start_reset(void)
+/* Serves fn (given the listening socket) on a loopback port, as the gateway's upstream. */
+static void start_fake_upstream(void *(*fn)(void *), const char *extra)
 {
     static int fd;
     fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -187,38 +187,31 @@ static void start_reset(void)
     cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     getsockname(fd, (struct sockaddr *)&sa, &sl);
     listen(fd, 8);
-    reset_port = ntohs(sa.sin_port);
     pthread_t t;
-    pthread_create(&t, NULL, reset_upstream, &fd);
+    pthread_create(&t, NULL, fn, &fd);
     pthread_detach(t);
     char up[64];
-    snprintf(up, sizeof up, "http://127.0.0.1:%d", reset_port);
-    start_with(up, NULL, NULL);
+    snprintf(up, sizeof up, "http://127.0.0.1:%d", ntohs(sa.sin_port));
+    start_with(up, extra, NULL);
 }
 
+static void start_reset(void) { start_fake_upstream(reset_upstream, NULL); }
+
+/* Through libcurl (a route that follows redirects) and through hubmeter's own client. */
 Test(proxy, an_upstream_reset_mid_body_closes_the_client_connection, .init = start_reset,
      .fini = stop)
 {
-    char u[256];
-    url(u, sizeof u, "/acme/model/resolve/main/x.bin");
-    struct th_response r;
-    th_http("GET", u, NULL, &r);
-    cr_assert_eq(r.status, 0, "the client must see a failed transfer, not a complete one");
-    cr_assert(r.body_len <= 1000);
-    th_response_free(&r);
-}
-
-/* The same through hubmeter's own client (a route that does not follow redirects). */
-Test(proxy, an_upstream_reset_mid_body_closes_the_client_connection_on_any_route,
-     .init = start_reset, .fini = stop)
-{
-    char u[256];
-    url(u, sizeof u, "/api/x.bin");
-    struct th_response r;
-    th_http("GET", u, NULL, &r);
-    cr_assert_eq(r.status, 0, "the client must see a failed transfer, not a complete one");
-    cr_assert(r.body_len <= 1000);
-    th_response_free(&r);
+    const char *paths[] = {"/acme/model/resolve/main/x.bin", "/api/x.bin"};
+    for (int i = 0; i < 2; i++) {
+        char u[256];
+        url(u, sizeof u, paths[i]);
+        struct th_response r;
+        th_http("GET", u, NULL, &r);
+        cr_assert_eq(r.status, 0, "%s: the client must see a failed transfer, not a complete one",
+                     paths[i]);
+        cr_assert(r.body_len <= 1000);
+        th_response_free(&r);
+    }
 }
 
 /* An upstream that answers the first request on each connection and, like a server whose
@@ -260,22 +253,7 @@ static void *closing_upstream(void *arg)
     return NULL;
 }
 
-static void start_closing(void)
-{
-    static int fd;
-    fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
-    cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    getsockname(fd, (struct sockaddr *)&sa, &sl);
-    listen(fd, 8);
-    pthread_t t;
-    pthread_create(&t, NULL, closing_upstream, &fd);
-    pthread_detach(t);
-    char up[64];
-    snprintf(up, sizeof up, "http://127.0.0.1:%d", ntohs(sa.sin_port));
-    start_with(up, "HUBMETER_WORKERS=1", NULL);
-}
+static void start_closing(void) { start_fake_upstream(closing_upstream, "HUBMETER_WORKERS=1"); }
 
 /* A kept-alive upstream connection closed under a request before any byte of the answer
  * (the upstream's keep-alive ran out as the request arrived): the gateway sends the request
