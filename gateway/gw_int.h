@@ -323,6 +323,9 @@ enum MHD_Result gw_upstream_http_resume(struct gw_req *req, struct MHD_Connectio
 /* req ends: its response's stream must not touch it any more. */
 void gw_upstream_http_detach(struct gw_req *req);
 void gw_upstream_http_global_init(void);
+/* Decides once, before the workers start, whether hubmeter's own client serves the
+ * configured upstream (upstream_h1.c). */
+void gw_h1_init(const struct hm_config *cfg);
 void gw_upstream_http_global_cleanup(void);
 
 /* ---- admission (admission.c) ------------------------------------------------------------------- */

@@ -389,6 +389,7 @@ int gw_serve(const struct hm_config *cfg)
         setrlimit(RLIMIT_NOFILE, &nofile);
     }
     gw_upstream_http_global_init();
+    gw_h1_init(cfg);
 
     char err[512];
     struct gw gw = {.cfg = cfg, .listen_fd = -1};

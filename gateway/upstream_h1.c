@@ -58,7 +58,7 @@ static struct sockaddr_storage up_addr;
 static socklen_t up_addr_len;
 static char up_hostport[300];
 static size_t up_prefix_len; /* of "http://host:port" in a target URL */
-static int up_state;         /* 0: not looked at, 1: usable, -1: not */
+static bool up_usable;       /* set once at start (gw_h1_init), before the workers run */
 
 static _Thread_local struct h1conn *pool[POOL_MAX];
 static _Thread_local int pool_n;
@@ -66,10 +66,6 @@ static _Thread_local int pool_n;
 /* Whether the configured upstream is one this client serves: http:// and a numeric host. */
 static bool upstream_usable(const char *upstream)
 {
-    /* Decided once, on the first request: the upstream does not change without a restart. */
-    if (up_state != 0)
-        return up_state > 0;
-    up_state = -1;
     if (strncmp(upstream, "http://", 7) != 0)
         return false;
     const char *h = upstream + 7;
@@ -116,15 +112,18 @@ static bool upstream_usable(const char *upstream)
     } else {
         return false; /* a host name: libcurl resolves it without blocking the loop */
     }
-    up_state = 1;
     return true;
 }
 
-bool gw_h1_serves(const struct hm_config *cfg, const char *method, bool with_body, bool follow)
+void gw_h1_init(const struct hm_config *cfg)
 {
-    return cfg->upstream_builtin_client && !with_body && !follow &&
-           (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0) &&
-           upstream_usable(cfg->upstream);
+    up_usable = cfg->upstream_builtin_client && upstream_usable(cfg->upstream);
+}
+
+bool gw_h1_serves(const char *method, bool with_body, bool follow)
+{
+    return up_usable && !with_body && !follow &&
+           (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0);
 }
 
 static void interest(struct h1conn *c, uint32_t events)
@@ -184,10 +183,8 @@ static int build(struct h1conn *c, struct stream *s, const char *method, const c
     const char *path = target + up_prefix_len;
     if (*path == '\0')
         path = "/";
-    free(c->out);
-    c->out = malloc(REQUEST_MAX);
-    if (c->out == NULL)
-        return CM_ERR;
+    if (c->out == NULL && (c->out = malloc(REQUEST_MAX)) == NULL)
+        return CM_ERR; /* kept with the connection for its next requests */
     struct cm_buf b;
     cm_buf_init(&b, c->out, REQUEST_MAX);
     cm_buf_str(&b, method);
@@ -288,7 +285,7 @@ int gw_h1_start(struct stream *s, const char *method, const char *target)
         return CM_ERR;
     struct h1conn *c = NULL;
     bool reused = false;
-    while (pool_n > 0 && c == NULL) {
+    if (pool_n > 0) {
         c = pool[--pool_n];
         reused = true;
     }

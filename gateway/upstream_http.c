@@ -328,7 +328,7 @@ enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, c
     s->head_deadline_ms = cm_mono_ms() + s->first_byte_ms;
     s->uploading = with_body;
     s->follow = follow && !with_body;
-    if (gw_h1_serves(req->gw->cfg, req->method, with_body, s->follow)) {
+    if (gw_h1_serves(req->method, with_body, s->follow)) {
         s->buf = gw_worker_buffer(s->worker);
         if (s->buf == NULL || gw_up_request_headers(s, c) != CM_OK ||
             gw_h1_start(s, req->method, url) != CM_OK) {

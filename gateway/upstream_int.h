@@ -68,7 +68,7 @@ struct stream {
 
 /* ---- hubmeter's own HTTP/1.1 client (upstream_h1.c) --------------------------------------- */
 /* Whether it serves this request (else libcurl does). */
-bool gw_h1_serves(const struct hm_config *cfg, const char *method, bool with_body, bool follow);
+bool gw_h1_serves(const char *method, bool with_body, bool follow);
 /* Sends the request (s->out_headers made by gw_up_request_headers) for target, a URL under
  * the configured upstream. The answer fills s as curl's callbacks would. */
 int gw_h1_start(struct stream *s, const char *method, const char *target);
