@@ -62,6 +62,9 @@ struct hm_config {
     enum cm_log_level log_level;
     unsigned max_connections;
     unsigned max_connections_per_ip;
+    /* libmicrohttpd's memory per connection: it holds the request head and the response
+     * head (a request head that does not fit gets 431); zeroed between requests. */
+    unsigned connection_memory;
     unsigned client_timeout_s;
     unsigned upstream_connect_timeout_ms;
     unsigned upstream_first_byte_timeout_ms;

@@ -50,6 +50,7 @@ static const struct opt options[] = {
     {"HUBMETER_LOG_LEVEL", OPT_LEVEL, F(log_level), 0, 0, false},
     {"HUBMETER_MAX_CONNECTIONS", OPT_UINT, F(max_connections), 1, 100000, false},
     {"HUBMETER_MAX_CONNECTIONS_PER_IP", OPT_UINT, F(max_connections_per_ip), 1, 100000, false},
+    {"HUBMETER_CONNECTION_MEMORY", OPT_UINT, F(connection_memory), 8192, 1048576, false},
     {"HUBMETER_CLIENT_TIMEOUT_S", OPT_UINT, F(client_timeout_s), 1, 86400, false},
     {"HUBMETER_UPSTREAM_CONNECT_TIMEOUT_MS", OPT_UINT, F(upstream_connect_timeout_ms), 10,
      600000, false},
@@ -102,6 +103,7 @@ static void set_defaults(struct hm_config *cfg)
     cfg->max_connections = 1024;
     cfg->max_connections_per_ip = 64;
     cfg->client_timeout_s = 60;
+    cfg->connection_memory = 16 * 1024;
     cfg->upstream_connect_timeout_ms = 5000;
     cfg->upstream_idle_timeout_ms = 60000;
     cfg->upstream_first_byte_timeout_ms = 30000;

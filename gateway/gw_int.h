@@ -122,6 +122,11 @@ void gw_watchdog_notify(void *cls, struct MHD_Connection *c, void **socket_conte
                         enum MHD_ConnectionNotificationCode code);
 /* The connection's request head has arrived (true) or it waits for the next one (false). */
 void gw_watchdog_head(struct MHD_Connection *c, bool seen);
+/* A request starts on c: its head has arrived (as gw_watchdog_head(c, true)); copies its
+ * client's address and network (formatted once per connection) to ip and net, and
+ * returns the connection's socket (-1 when unknown). */
+int gw_watchdog_request(struct MHD_Connection *c, char *ip, size_t iplen, char *net,
+                        size_t netlen);
 
 /* Per-request state: allocated on the first call of the access handler, freed in the
  * completion callback. Everything the meter needs is filled in before the response. */
@@ -143,8 +148,10 @@ struct gw_req {
     bool stream_failed;   /* the body ended early (upstream error): connection closed */
     int fd;               /* the client socket, for TCP_INFO */
     bool acked_known;     /* acked_at_start was read */
-    uint64_t acked_at_start;
+    uint64_t acked_at_start; /* tcpi_bytes_acked when the response was queued */
     uint64_t header_bytes; /* estimated size of the response head */
+    size_t head_size;      /* of the request head, as libmicrohttpd read it */
+    bool head_refused;     /* refused for a head's size: the refusal is not checked again */
     unsigned upstream_status;
     int64_t upstream_ms;  /* time to the upstream's response head, -1 when none */
     uint64_t checkpoint_handed; /* bytes_sent at the last checkpoint */
@@ -192,6 +199,11 @@ void gw_access_log(const struct gw_req *req, unsigned status, uint64_t delivered
 /* ---- delivered bytes (delivered.c) ----------------------------------------------------------- */
 /* The bytes the peer has acknowledged on TCP socket fd so far. CM_ERR when unknown. */
 int gw_tcp_bytes_acked(int fd, uint64_t *acked);
+/* What a request head leaves of the connection's memory for the response head. */
+#define GW_RESPONSE_HEAD_ROOM 4096
+/* A body up to this size that leaves from memory with its head is counted whole, even if
+ * the client hangs up before reading it (no TCP_INFO for it: see README, What is counted). */
+#define GW_COUNTED_WHOLE_MAX (16 * 1024)
 
 /* ---- replies (reply.c) -------------------------------------------------------------------- */
 /* Queues a JSON error {"error":{"code","message"}} with status; records it in req. */
@@ -263,6 +275,9 @@ void gw_worker_free(struct gw_worker *w);
 struct gw_worker *gw_worker_self(void);
 int gw_worker_epfd(struct gw_worker *w);
 struct MHD_Daemon *gw_worker_daemon(struct gw_worker *w);
+/* The usage records w collects in its loop round (flushed at the round's end), on w's own
+ * thread; NULL elsewhere (then a record is journaled at once). */
+struct meter_pending *gw_worker_pending(struct gw_worker *w);
 /* Wakes w's loop (thread-safe): it then takes the connections dealt to it. */
 void gw_worker_wake(struct gw_worker *w);
 

@@ -54,6 +54,26 @@ enum MHD_Result gw_reply(struct gw_req *req, struct MHD_Connection *c, unsigned 
      * Transfer-Encoding and Connection (about 100 bytes). */
     req->header_bytes = 100;
     MHD_get_response_headers(resp, add_header_size, &req->header_bytes);
+    /* libmicrohttpd builds the head in the connection's memory, after the request head
+     * (and its index, counted here as 1 KiB): a head that cannot fit would close the
+     * connection with no answer at all. */
+    size_t memory = req->gw->cfg->connection_memory;
+    if (req->head_size + req->header_bytes + 1024 > memory && !req->head_refused) {
+        req->live_stream = NULL; /* the response's reader goes with it */
+        req->bytes_sent = 0;     /* none of its body is sent */
+        MHD_destroy_response(resp);
+        req->head_refused = true;
+        cm_log(CM_LOG_WARN, "response_head_too_large", "status=%u head_bytes=%llu", status,
+               (unsigned long long)req->header_bytes);
+        return gw_reply_error(req, c, MHD_HTTP_BAD_GATEWAY, "response_head_too_large",
+                              "the response head does not fit in the connection's memory "
+                              "(HUBMETER_CONNECTION_MEMORY)");
+    }
+    /* What the client's TCP acknowledged before this response, to count an aborted one
+     * (delivered_bytes). Not read when nothing is counted (the gateway's own answers) or
+     * when a small body leaves with its head from memory: that is counted whole. */
+    if (req->live_stream != NULL || req->bytes_sent > GW_COUNTED_WHOLE_MAX)
+        req->acked_known = gw_tcp_bytes_acked(req->fd, &req->acked_at_start) == CM_OK;
     if (req->body_unread && !req->uploading && req->deferred == NULL) {
         /* Answered before its body arrived: libmicrohttpd would send this and close with
          * the body unread, and the client's kernel would drop the answer on the reset. */

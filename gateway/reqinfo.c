@@ -63,6 +63,8 @@ static bool match(const char *tpl, size_t tl, const char *path, struct capture *
         return *path == '\0' || *path == '?';
     if (tpl[0] == '*' && tl == 1)
         return true;
+    if (tpl[0] != '{')
+        return *path == tpl[0] && match(tpl + 1, tl - 1, path + 1, cap);
     bool ns = tl >= 4 && strncmp(tpl, "{ns}", 4) == 0;
     bool repo = tl >= 6 && strncmp(tpl, "{repo}", 6) == 0;
     if (ns || repo) {

@@ -98,10 +98,13 @@ static enum MHD_Result proxy(struct gw_req *req, struct MHD_Connection *c, const
         return gw_upstream_file(req, c, url);
     char target[URL_MAX + CM_URL_MAX];
     struct query_builder q = {.buf = target, .cap = sizeof target};
-    q.len = (size_t)snprintf(target, sizeof target, "%s%s", cfg->upstream, url);
-    if (q.len >= sizeof target)
-        q.overflow = true;
-    else
+    struct cm_buf t;
+    cm_buf_init(&t, target, sizeof target);
+    cm_buf_str(&t, cfg->upstream);
+    cm_buf_str(&t, url);
+    q.len = t.len;
+    q.overflow = t.overflow;
+    if (!q.overflow)
         MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, append_arg, &q);
     if (q.overflow)
         return gw_reply_error(req, c, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
@@ -121,17 +124,10 @@ static struct gw_req *req_new(struct gw *gw, struct MHD_Connection *c, const cha
     req->start_us = cm_now_us();
     if (cm_copy(req->method, sizeof req->method, method) != CM_OK)
         cm_copy(req->method, sizeof req->method, "OTHER");
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    gw_client_network(ci ? ci->client_addr : NULL, req->client_ip, sizeof req->client_ip,
-                      req->network, sizeof req->network);
-    const union MHD_ConnectionInfo *fi =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    req->fd = fi ? fi->connect_fd : -1;
-    req->acked_known = gw_tcp_bytes_acked(req->fd, &req->acked_at_start) == CM_OK;
+    req->fd = gw_watchdog_request(c, req->client_ip, sizeof req->client_ip, req->network,
+                                  sizeof req->network); /* (its TCP_INFO is read in gw_reply) */
     req->upstream_ms = -1;
     atomic_fetch_add(&gw->metrics.in_flight, 1);
-    gw_watchdog_head(c, true);
     return req;
 }
 
@@ -161,7 +157,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!req->dispatched) {
         req->dispatched = true;
         enum MHD_Result r;
-        if (strlen(url) > URL_MAX)
+        const union MHD_ConnectionInfo *hi =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
+        req->head_size = hi ? hi->header_size : 0;
+        /* A head too large for the response head to follow it: this answer goes as it is. */
+        req->head_refused = req->head_size + GW_RESPONSE_HEAD_ROOM > req->gw->cfg->connection_memory;
+        if (req->head_refused)
+            r = gw_reply_error(req, c, MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE,
+                               "request_head_too_large",
+                               "the request head does not fit in the connection's memory "
+                               "(HUBMETER_CONNECTION_MEMORY less 4 KiB for the response head)");
+        else if (strlen(url) > URL_MAX)
             r = gw_reply_error(req, c, MHD_HTTP_URI_TOO_LONG, "uri_too_long",
                                "the request URI is longer than 8 KiB");
         else if (strncmp(url, "/-/", 3) == 0 || strcmp(url, "/-") == 0)
@@ -216,7 +222,8 @@ static void record_usage(struct gw_req *req, unsigned status, uint64_t bytes)
     cm_copy(rec.method, sizeof rec.method, req->method);
     cm_copy(rec.client, sizeof rec.client, req->client_ip);
     cm_copy(rec.etag, sizeof rec.etag, req->etag);
-    meter_record(req->gw->meter, &rec);
+    /* Journaled with the other requests that end in this loop round (worker.c). */
+    meter_record_later(req->gw->meter, gw_worker_pending(gw_worker_self()), &rec);
 }
 
 void gw_checkpoint(struct gw_req *req)
@@ -322,7 +329,7 @@ static struct MHD_Daemon *start_daemon(struct gw *gw, struct gw_worker *w)
         mhd_log, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, gw,
         MHD_OPTION_UNESCAPE_CALLBACK, keep_escaped, NULL, MHD_OPTION_CONNECTION_LIMIT,
         cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, cfg->client_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_NOTIFY_CONNECTION,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)cfg->connection_memory, MHD_OPTION_NOTIFY_CONNECTION,
         gw_watchdog_notify, gw->watchdog, MHD_OPTION_END);
 }
 

@@ -62,6 +62,24 @@ static bool up_usable;       /* set once at start (gw_h1_init), before the worke
 
 static _Thread_local struct h1conn *pool[POOL_MAX];
 static _Thread_local int pool_n;
+/* Head buffers of HEAD_FIRST bytes kept for the next responses (one malloc and free fewer
+ * per request); a connection holds one only while a head arrives. */
+#define HEAD_FIRST 8192
+#define SPARE_MAX 8
+static _Thread_local char *spare_heads[SPARE_MAX];
+static _Thread_local int spare_n;
+
+/* c's head buffer goes back to the spares (or is freed). */
+static void head_release(struct h1conn *c)
+{
+    if (c->head != NULL && c->head_cap == HEAD_FIRST && spare_n < SPARE_MAX &&
+        gw_worker_self() != NULL) /* (freed when the worker's loop ends) */
+        spare_heads[spare_n++] = c->head;
+    else
+        free(c->head);
+    c->head = NULL;
+    c->head_cap = c->head_len = 0;
+}
 
 /* Whether the configured upstream is one this client serves: http:// and a numeric host. */
 static bool upstream_usable(const char *upstream)
@@ -139,7 +157,7 @@ static void conn_close(struct h1conn *c)
 {
     close(c->fd); /* leaves the epoll set with it */
     free(c->out);
-    free(c->head);
+    head_release(c);
     free(c);
 }
 
@@ -176,9 +194,10 @@ static struct h1conn *conn_new(int epfd)
     return c;
 }
 
-/* The request head: request line, Host, the headers gw_up_request_headers made (a
- * "Name:" without a value means "none of it", as for curl), and curl's default Accept. */
-static int build(struct h1conn *c, struct stream *s, const char *method, const char *target)
+/* The request head: request line, Host, the headers gw_up_request_text makes, and curl's
+ * default Accept when the client sent none. */
+static int build(struct h1conn *c, struct stream *s, struct MHD_Connection *mc,
+                 const char *method, const char *target)
 {
     const char *path = target + up_prefix_len;
     if (*path == '\0')
@@ -194,15 +213,8 @@ static int build(struct h1conn *c, struct stream *s, const char *method, const c
     cm_buf_str(&b, up_hostport);
     cm_buf_str(&b, "\r\n");
     bool accept = false;
-    for (struct curl_slist *h = s->out_headers; h != NULL; h = h->next) {
-        size_t n = strlen(h->data);
-        if (n > 0 && h->data[n - 1] == ':')
-            continue;
-        if (strncasecmp(h->data, "Accept:", 7) == 0)
-            accept = true;
-        cm_buf_str(&b, h->data);
-        cm_buf_str(&b, "\r\n");
-    }
+    if (gw_up_request_text(s, mc, &b, &accept) != CM_OK)
+        return CM_ERR;
     if (!accept)
         cm_buf_str(&b, "Accept: */*\r\n");
     cm_buf_str(&b, "\r\n");
@@ -218,9 +230,7 @@ static int build(struct h1conn *c, struct stream *s, const char *method, const c
 static void finish(struct h1conn *c, CURLcode result)
 {
     struct stream *s = c->s;
-    free(c->head); /* a kept-alive connection keeps no buffer while it waits */
-    c->head = NULL;
-    c->head_cap = c->head_len = 0;
+    head_release(c); /* a kept-alive connection keeps no buffer while it waits */
     c->s = NULL;
     if (s != NULL) {
         s->h1 = NULL;
@@ -278,7 +288,8 @@ static void begin(struct h1conn *c, struct stream *s)
         send_head(c);
 }
 
-int gw_h1_start(struct stream *s, const char *method, const char *target)
+int gw_h1_start(struct stream *s, struct MHD_Connection *mc, const char *method,
+                const char *target)
 {
     struct gw_worker *w = s->worker;
     if (w == NULL)
@@ -293,7 +304,7 @@ int gw_h1_start(struct stream *s, const char *method, const char *target)
         return CM_ERR;
     c->reused = reused;
     c->retries = 0;
-    if (build(c, s, method, target) != CM_OK) {
+    if (build(c, s, mc, method, target) != CM_OK) {
         conn_close(c);
         return CM_ERR;
     }
@@ -341,7 +352,7 @@ static void fail(struct h1conn *c, CURLcode result)
 static bool header_says(const char *p, size_t n, const char *name, const char *word)
 {
     size_t nl = strlen(name);
-    if (n < nl || strncasecmp(p, name, nl) != 0)
+    if (n < nl || (p[0] | 0x20) != (name[0] | 0x20) || strncasecmp(p, name, nl) != 0)
         return false;
     char v[512];
     size_t k = n - nl < sizeof v - 1 ? n - nl : sizeof v - 1;
@@ -492,8 +503,9 @@ static void read_head(struct h1conn *c)
                 finish(c, CURLE_WEIRD_SERVER_REPLY);
                 return;
             }
-            size_t cap = c->head_cap == 0 ? 8192 : c->head_cap * 2;
-            char *h = realloc(c->head, cap);
+            size_t cap = c->head_cap == 0 ? HEAD_FIRST : c->head_cap * 2;
+            char *h = c->head_cap == 0 && spare_n > 0 ? spare_heads[--spare_n]
+                                                       : realloc(c->head, cap);
             if (h == NULL) {
                 finish(c, CURLE_OUT_OF_MEMORY);
                 return;
@@ -592,11 +604,8 @@ static void read_head(struct h1conn *c)
 static void read_more(struct h1conn *c)
 {
     struct stream *s = c->s;
-    if (c->head != NULL) { /* the head is parsed: its buffer goes */
-        free(c->head);
-        c->head = NULL;
-        c->head_cap = c->head_len = 0;
-    }
+    if (c->head != NULL) /* the head is parsed: its buffer goes */
+        head_release(c);
     char scratch[64 * 1024];
     for (;;) {
         size_t cap;
@@ -731,4 +740,6 @@ void gw_h1_worker_exit(void)
 {
     while (pool_n > 0)
         conn_close(pool[--pool_n]);
+    while (spare_n > 0)
+        free(spare_heads[--spare_n]);
 }

@@ -13,30 +13,88 @@
 #include <string.h>
 #include <strings.h>
 
-/* Hop-by-hop headers (RFC 9110 §7.6.1) and those the gateway itself owns. */
-static bool hop_by_hop(const char *name)
+static bool named(const char *name, const char *want) { return strcasecmp(name, want) == 0; }
+
+/* What a header name is to the gateway, from its length first (every request and every
+ * response goes through here, header by header): hop-by-hop (RFC 9110 §7.6.1) and the
+ * names the gateway reads, drops or sets itself. */
+static enum header_kind classify(const char *name, size_t n)
 {
-    static const char *const names[] = {"Connection", "Keep-Alive", "Proxy-Connection",
-                                        "Proxy-Authenticate", "Proxy-Authorization", "TE",
-                                        "Trailer", "Transfer-Encoding", "Upgrade"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcasecmp(name, names[i]) == 0)
-            return true;
-    return false;
+    switch (n) {
+    case 2: if (named(name, "TE")) return HK_HOP; break;
+    case 3: if (named(name, "Via")) return HK_VIA; break;
+    case 4:
+        if (named(name, "Date")) return HK_DATE;
+        if (named(name, "Host")) return HK_HOST;
+        if (named(name, "ETag")) return HK_ETAG;
+        if (named(name, "Link")) return HK_LINK;
+        break;
+    case 6:
+        if (named(name, "Accept")) return HK_ACCEPT;
+        if (named(name, "Expect")) return HK_EXPECT;
+        break;
+    case 7: if (named(name, "Trailer") || named(name, "Upgrade")) return HK_HOP; break;
+    case 9: if (named(name, "X-Api-Key")) return HK_API_KEY; break;
+    case 10: if (named(name, "Connection") || named(name, "Keep-Alive")) return HK_HOP; break;
+    case 13: if (named(name, "Authorization")) return HK_AUTHORIZATION; break;
+    case 14: if (named(name, "Content-Length")) return HK_CONTENT_LENGTH; break;
+    case 16: if (named(name, "Proxy-Connection")) return HK_HOP; break;
+    case 17: if (named(name, "Transfer-Encoding")) return HK_HOP; break;
+    case 18: if (named(name, "Proxy-Authenticate")) return HK_HOP; break;
+    case 19: if (named(name, "Proxy-Authorization")) return HK_HOP; break;
+    default: break;
+    }
+    if (n >= 12 && strncasecmp(name, "X-Forwarded-", 12) == 0)
+        return HK_FORWARDED;
+    if (n >= 6 && strncasecmp(name, "X-Xet-", 6) == 0)
+        return HK_XET;
+    return HK_OTHER;
+}
+
+/* The response head's text lives in blocks owned by the stream, freed with it: one
+ * allocation for a typical head instead of two per header. */
+#define HEAD_BLOCK 4000
+
+struct head_block {
+    struct head_block *next;
+    size_t used, cap;
+    char data[];
+};
+
+/* A NUL-terminated copy of p[0..n) in the stream's blocks; NULL when out of memory. */
+static char *keep(struct stream *s, const char *p, size_t n)
+{
+    struct head_block *b = s->head_blocks;
+    if (b == NULL || b->cap - b->used < n + 1) {
+        size_t cap = n + 1 > HEAD_BLOCK ? n + 1 : HEAD_BLOCK;
+        if ((b = malloc(sizeof *b + cap)) == NULL)
+            return NULL;
+        b->next = s->head_blocks;
+        b->used = 0;
+        b->cap = cap;
+        s->head_blocks = b;
+    }
+    char *out = b->data + b->used;
+    memcpy(out, p, n);
+    out[n] = '\0';
+    b->used += n + 1;
+    return out;
 }
 
 void gw_up_free_headers(struct stream *s)
 {
-    for (size_t i = 0; i < s->n_headers; i++) {
-        free(s->headers[i].name);
-        free(s->headers[i].value);
+    while (s->head_blocks != NULL) {
+        struct head_block *b = s->head_blocks;
+        s->head_blocks = b->next;
+        free(b);
     }
     s->n_headers = 0;
 }
 
 /* A new response starts. After a followed redirect the hub's own headers of the redirect
  * (X-Repo-Commit, X-Linked-Size, X-Linked-Etag…) are kept: clients such as huggingface_hub
- * need them, and the storage host that answers next does not send them. */
+ * need them, and the storage host that answers next does not send them. (The text of the
+ * others stays in the blocks until the stream ends: at most 5 redirects.) */
 static void next_response(struct stream *s)
 {
     size_t kept = 0;
@@ -46,9 +104,6 @@ static void next_response(struct stream *s)
             (strncasecmp(h->name, "X-Repo-", 7) == 0 || strncasecmp(h->name, "X-Linked-", 9) == 0)) {
             h->carried = true;
             s->headers[kept++] = *h;
-        } else {
-            free(h->name);
-            free(h->value);
         }
     }
     s->n_headers = kept;
@@ -96,15 +151,13 @@ size_t gw_up_on_header(char *data, size_t size, size_t nitems, void *userdata)
         v++;
     struct header *h = &s->headers[s->n_headers];
     h->carried = false;
-    h->name = strndup(data, nl);
-    h->value = strndup(v, (size_t)(data + len - v));
-    if (h->name == NULL || h->value == NULL) {
-        free(h->name);
-        free(h->value);
+    h->name = keep(s, data, nl);
+    h->value = h->name ? keep(s, v, (size_t)(data + len - v)) : NULL;
+    if (h->value == NULL)
         return 0; /* out of memory: abort the transfer */
-    }
+    h->kind = classify(h->name, nl);
     s->n_headers++;
-    if (strcasecmp(h->name, "Content-Length") == 0) {
+    if (h->kind == HK_CONTENT_LENGTH) {
         uint64_t cl;
         s->has_length = cm_parse_u64(h->value, &cl) == CM_OK;
         s->length = cl;
@@ -112,85 +165,118 @@ size_t gw_up_on_header(char *data, size_t size, size_t nitems, void *userdata)
     return n;
 }
 
-struct forward_ctx {
+/* Where the request head for the upstream goes: curl's header list, or the text of
+ * hubmeter's own client. */
+struct head_out {
     struct stream *s;
-    bool oom;
+    struct cm_buf *text; /* NULL: curl's list (s->out_headers) */
+    bool oom, accept;
 };
+
+/* Adds "name: value"; for curl, value NULL adds "name:" (which tells it to send no such
+ * header), and the text simply leaves it out. */
+static void emit(struct head_out *o, const char *name, const char *value)
+{
+    if (o->text != NULL) {
+        if (value == NULL)
+            return;
+        cm_buf_str(o->text, name);
+        cm_buf_str(o->text, ": ");
+        cm_buf_str(o->text, value);
+        cm_buf_str(o->text, "\r\n");
+        return;
+    }
+    size_t n = strlen(name) + 3 + (value ? strlen(value) : 0);
+    char small[1024];
+    char *line = n <= sizeof small ? small : malloc(n);
+    if (line == NULL) {
+        o->oom = true;
+        return;
+    }
+    cm_fmt(line, n, value ? "%s: %s" : "%s:", name, value ? value : "");
+    struct curl_slist *l = curl_slist_append(o->s->out_headers, line); /* (copies it) */
+    if (line != small)
+        free(line);
+    if (l == NULL)
+        o->oom = true;
+    else
+        o->s->out_headers = l;
+}
 
 static enum MHD_Result forward_header(void *cls, enum MHD_ValueKind kind, const char *key,
                                       const char *value)
 {
     (void)kind;
-    struct forward_ctx *fc = cls;
+    struct head_out *o = cls;
     /* Never forward the client's credential, nor what the gateway sets itself. */
-    if (hop_by_hop(key) || strcasecmp(key, "Authorization") == 0 ||
-        strcasecmp(key, "X-Api-Key") == 0 || strcasecmp(key, "Host") == 0 ||
-        strcasecmp(key, "Content-Length") == 0 || strcasecmp(key, "Expect") == 0 ||
-        strncasecmp(key, "X-Forwarded-", 12) == 0 || strcasecmp(key, "Via") == 0)
+    switch (classify(key, strlen(key))) {
+    case HK_HOP: case HK_AUTHORIZATION: case HK_API_KEY: case HK_HOST: case HK_CONTENT_LENGTH:
+    case HK_EXPECT: case HK_FORWARDED: case HK_VIA:
         return MHD_YES;
-    /* A hub answers a client that accepts Xet file info with that info instead of the
-     * file; on a metered route the gateway strips the Xet headers it needs. */
-    char accept[4096];
-    if (fc->s->follow && value != NULL && strcasecmp(key, "Accept") == 0 &&
-        strcasestr(value, "application/vnd.xet-") != NULL) {
-        gw_accept_without_xet(value, accept, sizeof accept);
-        if (accept[0] == '\0')
-            return MHD_YES;
-        value = accept;
+    case HK_ACCEPT: {
+        /* A hub answers a client that accepts Xet file info with that info instead of the
+         * file; on a metered route the gateway strips the Xet media types. */
+        char accept[4096];
+        if (o->s->follow && value != NULL && strcasestr(value, "application/vnd.xet-") != NULL) {
+            gw_accept_without_xet(value, accept, sizeof accept);
+            if (accept[0] == '\0')
+                return MHD_YES;
+            value = accept;
+        }
+        o->accept = true;
+        emit(o, key, value ? value : "");
+        return MHD_YES;
     }
-    char line[8192];
-    if (cm_fmt(line, sizeof line, "%s: %s", key, value ? value : "") != CM_OK)
+    default:
+        emit(o, key, value ? value : "");
         return MHD_YES;
-    struct curl_slist *l = curl_slist_append(fc->s->out_headers, line);
-    if (l == NULL)
-        fc->oom = true;
-    else
-        fc->s->out_headers = l;
-    return MHD_YES;
+    }
 }
 
-/* Adds "name: value", or "name:" (which tells curl to send no such header) for NULL. */
-static int add_header(struct stream *s, const char *name, const char *value)
+static int request_headers(struct stream *s, struct MHD_Connection *c, struct head_out *o)
 {
-    char line[1024];
-    if (cm_fmt(line, sizeof line, value ? "%s: %s" : "%s:", name, value ? value : "") != CM_OK)
-        return CM_ERR;
-    struct curl_slist *l = curl_slist_append(s->out_headers, line);
-    if (l == NULL)
-        return CM_ERR;
-    s->out_headers = l;
-    return CM_OK;
+    const struct hm_config *cfg = s->req->gw->cfg;
+    MHD_get_connection_values(c, MHD_HEADER_KIND, forward_header, o);
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    emit(o, "X-Forwarded-For", s->req->client_ip);
+    emit(o, "X-Forwarded-Proto", "http");
+    if (host != NULL)
+        emit(o, "X-Forwarded-Host", host);
+    emit(o, "Via", "1.1 hubmeter");
+    emit(o, "Expect", NULL);
+    if (cfg->upstream_authorization[0] != '\0')
+        emit(o, "Authorization", cfg->upstream_authorization);
+    return o->oom || (o->text != NULL && o->text->overflow) ? CM_ERR : CM_OK;
 }
 
 int gw_up_request_headers(struct stream *s, struct MHD_Connection *c)
 {
-    const struct hm_config *cfg = s->req->gw->cfg;
-    struct forward_ctx fc = {.s = s};
-    MHD_get_connection_values(c, MHD_HEADER_KIND, forward_header, &fc);
-    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
-    if (fc.oom || add_header(s, "X-Forwarded-For", s->req->client_ip) != CM_OK ||
-        add_header(s, "X-Forwarded-Proto", "http") != CM_OK ||
-        (host != NULL && add_header(s, "X-Forwarded-Host", host) != CM_OK) ||
-        add_header(s, "Via", "1.1 hubmeter") != CM_OK || add_header(s, "Expect", NULL) != CM_OK ||
-        (cfg->upstream_authorization[0] != '\0' &&
-         add_header(s, "Authorization", cfg->upstream_authorization) != CM_OK))
-        return CM_ERR;
-    return CM_OK;
+    struct head_out o = {.s = s};
+    return request_headers(s, c, &o);
+}
+
+int gw_up_request_text(struct stream *s, struct MHD_Connection *c, struct cm_buf *text,
+                       bool *accept)
+{
+    struct head_out o = {.s = s, .text = text};
+    int rc = request_headers(s, c, &o);
+    *accept = o.accept;
+    return rc;
 }
 
 void gw_up_response_headers(struct stream *s, struct MHD_Response *resp)
 {
     for (size_t i = 0; i < s->n_headers; i++) {
         const struct header *h = &s->headers[i];
-        if (hop_by_hop(h->name) || strcasecmp(h->name, "Content-Length") == 0 ||
-            strcasecmp(h->name, "Date") == 0 || (h->carried && answered_itself(s, h->name)))
+        enum header_kind k = h->kind;
+        if (k == HK_HOP || k == HK_CONTENT_LENGTH || k == HK_DATE ||
+            (h->carried && answered_itself(s, h->name)))
             continue;
         /* On a metered route, Xet hints would send clients around the gateway. */
-        if (s->follow && (strncasecmp(h->name, "X-Xet-", 6) == 0 ||
-                          (strcasecmp(h->name, "Link") == 0 && strstr(h->value, "xet-") != NULL)))
+        if (s->follow && (k == HK_XET || (k == HK_LINK && strstr(h->value, "xet-") != NULL)))
             continue;
         MHD_add_response_header(resp, h->name, h->value);
-        if (strcasecmp(h->name, "ETag") == 0)
+        if (k == HK_ETAG)
             cm_copy(s->req->etag, sizeof s->req->etag, h->value);
     }
     MHD_add_response_header(resp, "Via", "1.1 hubmeter");

@@ -11,6 +11,7 @@
  */
 #include "gateway/upstream_int.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -318,9 +319,12 @@ static enum MHD_Result respond(struct gw_req *req, struct MHD_Connection *c, str
 enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, const char *url,
                                  bool with_body, bool follow)
 {
-    struct stream *s = calloc(1, sizeof *s);
+    /* Zeroed up to its header table, which is filled from the start (n_headers): a table
+     * of 100 zeroed for every request was a tenth of a small request's allocations. */
+    struct stream *s = malloc(sizeof *s);
     if (s == NULL)
         return MHD_NO;
+    memset(s, 0, offsetof(struct stream, headers));
     s->req = req;
     s->worker = gw_worker_self();
     s->idle_ms = req->gw->cfg->upstream_idle_timeout_ms;
@@ -330,8 +334,7 @@ enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, c
     s->follow = follow && !with_body;
     if (gw_h1_serves(req->method, with_body, s->follow)) {
         s->buf = gw_worker_buffer(s->worker);
-        if (s->buf == NULL || gw_up_request_headers(s, c) != CM_OK ||
-            gw_h1_start(s, req->method, url) != CM_OK) {
+        if (s->buf == NULL || gw_h1_start(s, c, req->method, url) != CM_OK) {
             stream_free(s);
             return gw_reply_error(req, c, MHD_HTTP_BAD_GATEWAY, "upstream_unreachable",
                                   "the upstream could not be reached");

@@ -20,8 +20,17 @@
 
 struct h1conn;
 
+/* What a header name is to the gateway (upstream_head.c classifies it once). */
+enum header_kind {
+    HK_OTHER, HK_HOP, HK_CONTENT_LENGTH, HK_DATE, HK_AUTHORIZATION, HK_API_KEY, HK_HOST,
+    HK_EXPECT, HK_VIA, HK_ACCEPT, HK_ETAG, HK_LINK, HK_FORWARDED, HK_XET
+};
+
+struct head_block;
+
 struct header {
-    char *name, *value;
+    char *name, *value; /* in the stream's head blocks */
+    enum header_kind kind;
     bool carried; /* from a redirect the gateway followed */
 };
 
@@ -36,8 +45,6 @@ struct stream {
     bool head_done, done, paused;
     CURLcode result;
     long status;
-    struct header headers[HEADER_MAX];
-    size_t n_headers;
     bool has_length;
     uint64_t length, delivered;
     int64_t idle_ms, first_byte_ms;
@@ -64,14 +71,20 @@ struct stream {
     struct h1conn *h1;
     bool h1_head;
     int64_t h1_first_byte_by; /* while connecting: the first-byte deadline to return to */
+    size_t n_headers;
+    struct head_block *head_blocks; /* the text of headers[] */
+    /* Last: a new stream is zeroed up to here (gw_upstream_http); entries from n_headers
+     * on are never read. */
+    struct header headers[HEADER_MAX];
 };
 
 /* ---- hubmeter's own HTTP/1.1 client (upstream_h1.c) --------------------------------------- */
 /* Whether it serves this request (else libcurl does). */
 bool gw_h1_serves(const char *method, bool with_body, bool follow);
-/* Sends the request (s->out_headers made by gw_up_request_headers) for target, a URL under
- * the configured upstream. The answer fills s as curl's callbacks would. */
-int gw_h1_start(struct stream *s, const char *method, const char *target);
+/* Sends the request of mc (its head made as gw_up_request_text makes it) for target, a URL
+ * under the configured upstream. The answer fills s as curl's callbacks would. */
+int gw_h1_start(struct stream *s, struct MHD_Connection *mc, const char *method,
+                const char *target);
 /* read_body drained the stream: the client reads on. */
 void gw_h1_resume(struct stream *s);
 /* The stream ends before the answer did. */
@@ -82,8 +95,13 @@ void gw_h1_abandon(struct stream *s);
 size_t gw_up_on_header(char *data, size_t size, size_t nitems, void *userdata);
 void gw_up_free_headers(struct stream *s);
 /* The request head for the upstream: the client's headers without its credential and
- * hop-by-hop ones, plus X-Forwarded-*, Via and the gateway's own credential. */
+ * hop-by-hop ones, plus X-Forwarded-*, Via and the gateway's own credential: as curl's
+ * header list (s->out_headers), or appended to text as "Name: value" lines for hubmeter's
+ * own client (*accept: whether an Accept header is among them). CM_ERR: out of memory,
+ * or text too small. */
 int gw_up_request_headers(struct stream *s, struct MHD_Connection *c);
+int gw_up_request_text(struct stream *s, struct MHD_Connection *c, struct cm_buf *text,
+                       bool *accept);
 /* The response head for the client: the upstream's headers (and those a followed redirect
  * carried) without hop-by-hop ones and, on metered routes, Xet hints; plus Via. */
 void gw_up_response_headers(struct stream *s, struct MHD_Response *resp);

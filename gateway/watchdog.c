@@ -26,6 +26,7 @@ struct ip_count {
 struct tracked {
     int fd;
     uint8_t key[17]; /* its client address, counted in ips */
+    char client_ip[48], network[48]; /* formatted once, for each of its requests */
     _Atomic int64_t waiting_since_ms; /* 0 while a request is being served */
     struct tracked *prev, *next;
 };
@@ -196,6 +197,8 @@ void gw_watchdog_notify(void *cls, struct MHD_Connection *c, void **socket_conte
         const union MHD_ConnectionInfo *ai =
             MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         addr_key(ai ? ai->client_addr : NULL, t->key);
+        gw_client_network(ai ? ai->client_addr : NULL, t->client_ip, sizeof t->client_ip,
+                          t->network, sizeof t->network);
         atomic_store(&t->waiting_since_ms, cm_mono_ms());
         pthread_mutex_lock(&w->lock);
         t->next = w->head;
@@ -229,4 +232,24 @@ void gw_watchdog_head(struct MHD_Connection *c, bool seen)
     struct tracked *t = ci != NULL ? ci->socket_context : NULL;
     if (t != NULL)
         atomic_store(&t->waiting_since_ms, seen ? 0 : cm_mono_ms());
+}
+
+int gw_watchdog_request(struct MHD_Connection *c, char *ip, size_t iplen, char *net,
+                        size_t netlen)
+{
+    const union MHD_ConnectionInfo *ci =
+        the_watchdog ? MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT) : NULL;
+    struct tracked *t = ci != NULL ? ci->socket_context : NULL;
+    if (t == NULL) {
+        const union MHD_ConnectionInfo *ai =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        gw_client_network(ai ? ai->client_addr : NULL, ip, iplen, net, netlen);
+        const union MHD_ConnectionInfo *fi =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        return fi ? fi->connect_fd : -1;
+    }
+    atomic_store(&t->waiting_since_ms, 0);
+    cm_copy(ip, iplen, t->client_ip);
+    cm_copy(net, netlen, t->network);
+    return t->fd;
 }

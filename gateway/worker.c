@@ -45,6 +45,7 @@ struct gw_worker {
     int n_buffers;
     CURL *easies[EASY_POOL];    /* reset easy handles kept for the next requests */
     int n_easies;
+    struct meter_pending *pending; /* usage records of the round, flushed at its end */
 };
 
 static _Thread_local struct gw_worker *current;
@@ -56,6 +57,11 @@ CURLM *gw_worker_multi(struct gw_worker *w) { return w->multi; }
 int gw_worker_epfd(struct gw_worker *w) { return w->epfd; }
 
 struct MHD_Daemon *gw_worker_daemon(struct gw_worker *w) { return w->daemon; }
+
+struct meter_pending *gw_worker_pending(struct gw_worker *w)
+{
+    return w != NULL && w == current ? w->pending : NULL;
+}
 
 char *gw_worker_buffer(struct gw_worker *w)
 {
@@ -358,9 +364,13 @@ static void *loop(void *arg)
         run_ready(w);
         MHD_run(w->daemon);
         run_ready(w); /* what the handlers and readers asked for during MHD_run */
+        /* The requests that ended in this round: one journal write for all of them,
+         * before the loop can wait again. */
+        meter_flush(w->gw->meter, w->pending);
     }
     resume_all(w);
     MHD_run(w->daemon);
+    meter_flush(w->gw->meter, w->pending);
     free_gone(w);
     gw_h1_worker_exit();
     current = NULL;
@@ -387,6 +397,7 @@ struct gw_worker *gw_worker_start(struct gw *gw, int index, gw_daemon_starter st
     w->epfd = epoll_create1(EPOLL_CLOEXEC);
     w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     w->multi = curl_multi_init();
+    w->pending = meter_pending_new(); /* NULL: each record is journaled on its own */
     w->daemon = start(gw, w);
     const union MHD_DaemonInfo *di =
         w->daemon ? MHD_get_daemon_info(w->daemon, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
@@ -435,6 +446,7 @@ void gw_worker_free(struct gw_worker *w)
     }
     if (w->daemon != NULL)
         MHD_stop_daemon(w->daemon); /* closes what is left; completions free requests */
+    meter_pending_free(w->gw->meter, w->pending);
     if (w->multi != NULL)
         curl_multi_cleanup(w->multi);
     free_gone(w);

@@ -31,7 +31,11 @@ struct meter_journal {
     uint64_t bytes;        /* everything in the directory (segments and batches) */
     uint64_t seg_bytes, old_seg_bytes; /* the current and the last rotated segment */
     uint64_t max_bytes;    /* appends stop here (0: no limit) */
+    char *scratch;         /* the lines of the records being appended */
+    size_t scratch_cap;
 };
+
+#define RECORD_LINE_MAX 4096
 
 /* "<dir>/<prefix><n, 20 digits><suffix>": file names sort in creation order. */
 static int path(const struct meter_journal *j, char *out, size_t len, const char *prefix,
@@ -135,6 +139,7 @@ void meter_journal_close(struct meter_journal *j)
         close(j->lock_fd); /* releases the lock */
     if (j->dir_fd >= 0)
         close(j->dir_fd);
+    free(j->scratch);
     free(j);
 }
 
@@ -184,72 +189,93 @@ static bool put_string(char *out, size_t cap, size_t *pos, const char *s)
  * through here, so it is written without allocating. */
 static size_t record_line(const struct meter_record *r, int64_t end_s, char *out, size_t cap)
 {
-    size_t p = 0;
-    int n = snprintf(out, cap, "{\"t\":%" PRId64 ",\"org\":%" PRId64 ",\"key\":%" PRId64
-                     ",\"net\":", end_s, r->org_id, r->key_id);
-    if (n < 0 || (size_t)n >= cap)
+    struct cm_buf b;
+    cm_buf_init(&b, out, cap);
+    cm_buf_str(&b, "{\"t\":");
+    cm_buf_i64(&b, end_s);
+    cm_buf_str(&b, ",\"org\":");
+    cm_buf_i64(&b, r->org_id);
+    cm_buf_str(&b, ",\"key\":");
+    cm_buf_i64(&b, r->key_id);
+    cm_buf_str(&b, ",\"net\":");
+    if (b.overflow || !put_string(out, cap, &b.len, r->network))
         return 0;
-    p = (size_t)n;
-    if (!put_string(out, cap, &p, r->network) || p + 8 >= cap)
+    cm_buf_str(&b, ",\"repo\":");
+    if (b.overflow || !put_string(out, cap, &b.len, r->repo))
         return 0;
-    memcpy(out + p, ",\"repo\":", 8);
-    p += 8;
-    if (!put_string(out, cap, &p, r->repo) || p + 10 >= cap)
+    cm_buf_str(&b, ",\"method\":");
+    if (b.overflow || !put_string(out, cap, &b.len, r->method))
         return 0;
-    memcpy(out + p, ",\"method\":", 10);
-    p += 10;
-    if (!put_string(out, cap, &p, r->method))
+    cm_buf_str(&b, ",\"sc\":");
+    cm_buf_u64(&b, r->status_class);
+    cm_buf_str(&b, ",\"refused\":");
+    if (b.overflow || !put_string(out, cap, &b.len, r->refused_by))
         return 0;
-    n = snprintf(out + p, cap - p, ",\"sc\":%d,\"refused\":", (int)r->status_class);
-    if (n < 0 || (size_t)n >= cap - p)
+    cm_buf_str(&b, ",\"bytes\":");
+    cm_buf_u64(&b, r->bytes);
+    cm_buf_str(&b, r->partial ? ",\"req\":0,\"client\":" : ",\"req\":1,\"client\":");
+    if (b.overflow || !put_string(out, cap, &b.len, r->client))
         return 0;
-    p += (size_t)n;
-    if (!put_string(out, cap, &p, r->refused_by))
+    cm_buf_str(&b, ",\"etag\":");
+    if (b.overflow || !put_string(out, cap, &b.len, r->etag))
         return 0;
-    n = snprintf(out + p, cap - p, ",\"bytes\":%" PRIu64 ",\"req\":%d,\"client\":",
-                 r->bytes, r->partial ? 0 : 1);
-    if (n < 0 || (size_t)n >= cap - p)
-        return 0;
-    p += (size_t)n;
-    if (!put_string(out, cap, &p, r->client) || p + 8 >= cap)
-        return 0;
-    memcpy(out + p, ",\"etag\":", 8);
-    p += 8;
-    if (!put_string(out, cap, &p, r->etag) || p + 2 >= cap)
-        return 0;
-    out[p++] = '}';
-    out[p++] = '\n';
-    return p;
+    cm_buf_str(&b, "}\n");
+    return b.overflow ? 0 : b.len;
 }
 
-int meter_journal_append(struct meter_journal *j, const struct meter_record *r, int64_t end_s,
-                         bool sync)
+/* Appends the line of r (end_s) to out at *len; false when out cannot hold it. Lines
+ * that need jansson's UTF-8 handling are dumped by it. */
+static bool add_line(const struct meter_record *r, int64_t end_s, char *out, size_t cap,
+                     size_t *len)
 {
-    if (j->max_bytes != 0 && j->bytes >= j->max_bytes)
-        return CM_AGAIN; /* full: the caller keeps the record in memory and raises the alarm */
-    char buf[2048];
-    char *line = buf, *dumped = NULL;
-    size_t n = record_line(r, end_s, buf, sizeof buf);
-    if (n == 0) {
-        json_t *doc = record_json(r, end_s);
-        dumped = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
-        json_decref(doc);
-        if (dumped == NULL)
-            return CM_ERR;
-        n = strlen(dumped);
-        dumped[n++] = '\n'; /* json_dumps left room for the NUL */
-        line = dumped;
+    size_t n = record_line(r, end_s, out + *len, cap - *len);
+    if (n > 0) {
+        *len += n;
+        return true;
     }
-    ssize_t w = write(j->seg_fd, line, n);
+    json_t *doc = record_json(r, end_s);
+    char *dumped = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    n = dumped ? strlen(dumped) : 0;
+    bool fits = dumped != NULL && n + 1 <= cap - *len;
+    if (fits) {
+        memcpy(out + *len, dumped, n);
+        out[*len + n] = '\n';
+        *len += n + 1;
+    }
     free(dumped);
-    if (w != (ssize_t)n)
+    return fits;
+}
+
+int meter_journal_append(struct meter_journal *j, const struct meter_record *recs, size_t n,
+                         int64_t end_s, bool sync, size_t *unjournaled)
+{
+    *unjournaled = n;
+    if (j->max_bytes != 0 && j->bytes >= j->max_bytes)
+        return CM_AGAIN; /* full: the caller keeps the records in memory and raises the alarm */
+    /* One write for all of them, from a buffer the journal keeps: a line is at most
+     * ~2.5 KiB (its fields are bounded, and escaping a byte takes 6), so RECORD_LINE_MAX each
+     * always holds it. */
+    if (n * RECORD_LINE_MAX > j->scratch_cap) {
+        char *grown = realloc(j->scratch, n * RECORD_LINE_MAX);
+        if (grown == NULL)
+            return CM_ERR;
+        j->scratch = grown;
+        j->scratch_cap = n * RECORD_LINE_MAX;
+    }
+    size_t len = 0, failed = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!add_line(&recs[i], end_s, j->scratch, j->scratch_cap, &len))
+            failed++; /* not valid UTF-8: kept in memory only, like a failed write */
+    if (len > 0 && write(j->seg_fd, j->scratch, len) != (ssize_t)len)
         return CM_ERR;
-    j->bytes += n;
-    j->seg_bytes += n;
-    j->dirty = true;
-    if (sync)
-        return meter_journal_sync(j);
-    return CM_OK;
+    *unjournaled = failed;
+    j->bytes += len;
+    j->seg_bytes += len;
+    j->dirty = len > 0 || j->dirty;
+    if (sync && meter_journal_sync(j) != CM_OK)
+        return CM_ERR;
+    return failed == 0 ? CM_OK : CM_ERR;
 }
 
 int meter_journal_sync(struct meter_journal *j)

@@ -62,10 +62,11 @@ struct meter_journal *meter_journal_open(const char *dir, uint64_t max_bytes, ch
 /* Bytes the journal holds on disk. */
 uint64_t meter_journal_bytes(const struct meter_journal *j);
 void meter_journal_close(struct meter_journal *j);
-/* Appends one record ending at end_s; sync: fdatasync now ("always" policy). CM_AGAIN
- * when the journal is full. */
-int meter_journal_append(struct meter_journal *j, const struct meter_record *r, int64_t end_s,
-                         bool sync);
+/* Appends n records ending at end_s with one write; sync: fdatasync now ("always" policy).
+ * CM_AGAIN when the journal is full; CM_ERR when a write failed or a record could not be
+ * encoded. *unjournaled: how many of the n are not in the journal. */
+int meter_journal_append(struct meter_journal *j, const struct meter_record *recs, size_t n,
+                         int64_t end_s, bool sync, size_t *unjournaled);
 /* fdatasync of the current segment if anything was appended since the last sync. */
 int meter_journal_sync(struct meter_journal *j);
 /* Starts a new record segment (cheap: no disk sync, safe under the meter's lock);

@@ -55,15 +55,18 @@ struct meter {
     unsigned failures;
 };
 
-void meter_record(struct meter *m, const struct meter_record *rec)
+/* Journals and aggregates n records under the lock, with one journal write. */
+static void record_many(struct meter *m, const struct meter_record *recs, size_t n)
 {
     pthread_mutex_lock(&m->lock);
     /* Stamped under the lock, so a record is either before a swap's cutoff or after it. */
     int64_t end_s = cm_now_us() / 1000000;
-    int rc = meter_journal_append(m->journal, rec, end_s, m->cfg->journal_fsync_always);
-    if (rc != CM_OK) {
-        /* Kept in memory and shipped as usual; only a crash before that would lose it. */
-        atomic_fetch_add(&m->unjournaled, 1);
+    size_t unjournaled = 0;
+    int rc = meter_journal_append(m->journal, recs, n, end_s, m->cfg->journal_fsync_always,
+                                  &unjournaled);
+    if (unjournaled > 0) {
+        /* Kept in memory and shipped as usual; only a crash before that would lose them. */
+        atomic_fetch_add(&m->unjournaled, unjournaled);
         int64_t now = cm_mono_ms();
         if (now - m->alarm_at_ms >= 10000) {
             m->alarm_at_ms = now;
@@ -73,10 +76,46 @@ void meter_record(struct meter *m, const struct meter_record *rec)
                    m->cfg->journal_dir);
         }
     }
-    if (meter_agg_add(m->agg, rec, end_s) != CM_OK)
-        cm_log(CM_LOG_ERROR, "usage_record_lost", "reason=out_of_memory bytes=%" PRIu64,
-               rec->bytes);
+    for (size_t i = 0; i < n; i++)
+        if (meter_agg_add(m->agg, &recs[i], end_s) != CM_OK)
+            cm_log(CM_LOG_ERROR, "usage_record_lost", "reason=out_of_memory bytes=%" PRIu64,
+                   recs[i].bytes);
     pthread_mutex_unlock(&m->lock);
+}
+
+void meter_record(struct meter *m, const struct meter_record *rec) { record_many(m, rec, 1); }
+
+/* Records of one thread waiting to be handed over together. */
+struct meter_pending {
+    size_t n;
+    struct meter_record recs[METER_PENDING_MAX];
+};
+
+struct meter_pending *meter_pending_new(void) { return calloc(1, sizeof(struct meter_pending)); }
+
+void meter_record_later(struct meter *m, struct meter_pending *p, const struct meter_record *rec)
+{
+    if (p == NULL) {
+        meter_record(m, rec);
+        return;
+    }
+    if (p->n == METER_PENDING_MAX)
+        meter_flush(m, p);
+    p->recs[p->n++] = *rec;
+}
+
+void meter_flush(struct meter *m, struct meter_pending *p)
+{
+    if (p == NULL || p->n == 0)
+        return;
+    record_many(m, p->recs, p->n);
+    p->n = 0;
+}
+
+void meter_pending_free(struct meter *m, struct meter_pending *p)
+{
+    meter_flush(m, p);
+    free(p);
 }
 
 bool meter_redis_ok(struct meter *m) { return atomic_load(&m->redis_ok); }

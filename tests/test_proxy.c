@@ -276,6 +276,97 @@ Test(proxy, a_kept_alive_connection_the_upstream_closes_is_retried_on_a_new_one,
     cr_assert_eq(atomic_load(&closing_conns), 3, "%d", atomic_load(&closing_conns));
 }
 
+/* An upstream whose answer carries a 6 KB header (a long Set-Cookie, say). */
+static void *big_head_upstream(void *arg)
+{
+    int fd = *(int *)arg;
+    for (;;) {
+        int c = accept(fd, NULL, NULL);
+        if (c < 0)
+            break;
+        struct timeval tv = {.tv_sec = 5};
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        for (;;) {
+            static char req[32768];
+            size_t got = 0;
+            while (got < sizeof req - 1) {
+                ssize_t n = recv(c, req + got, sizeof req - 1 - got, 0);
+                if (n <= 0)
+                    break;
+                got += (size_t)n;
+                req[got] = '\0';
+                if (strstr(req, "\r\n\r\n") != NULL)
+                    break;
+            }
+            if (got == 0 || strstr(req, "\r\n\r\n") == NULL)
+                break;
+            static char head[8192];
+            int n = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Big: ");
+            memset(head + n, 'b', 6000);
+            memcpy(head + n + 6000, "\r\n\r\nhello", 9);
+            if (send(c, head, (size_t)n + 6009, MSG_NOSIGNAL) < 0)
+                break;
+        }
+        close(c);
+    }
+    return NULL;
+}
+
+static void start_big_head(void) { start_fake_upstream(big_head_upstream, NULL); }
+
+/* GET path with X-Pad-<i> headers of at most 4000 bytes (nginx's limit per line is 8 KiB)
+ * adding up to about size bytes. */
+static void padded_get(const char *path, size_t size, struct th_response *r)
+{
+    static char pads[5][4100];
+    const char *headers[6] = {0};
+    for (int i = 0; i < 5 && size > 0; i++) {
+        size_t n = size < 4000 ? size : 4000;
+        memset(pads[i], 'p', n);
+        memcpy(pads[i], "X-Pad-0: ", 9);
+        pads[i][6] = (char)('0' + i);
+        pads[i][n] = '\0';
+        headers[i] = pads[i];
+        size -= n;
+    }
+    char u[256];
+    url(u, sizeof u, path);
+    th_http("GET", u, headers, r);
+}
+
+/* The connection's memory (16 KiB) holds the request head and then the response head: a
+ * request head beyond 12 KiB is refused with a JSON 431, an upstream head that cannot follow
+ * the request's is a 502 — never a connection closed without an answer. */
+Test(proxy, heads_too_large_for_the_connections_memory_get_an_answer, .init = start_big_head,
+     .fini = stop)
+{
+    struct th_response r;
+    padded_get("/api/x", 1000, &r); /* 6 KB of upstream head after a small request head: fits */
+    cr_assert_eq(r.status, 200, "%ld", r.status);
+    cr_assert_str_eq(r.body, "hello");
+    th_response_free(&r);
+    padded_get("/api/x", 10500, &r); /* 10.5 KB + 6 KB + their index: the upstream's head cannot follow */
+    cr_assert_eq(r.status, 502, "%ld", r.status);
+    cr_assert(strstr(r.body, "\"response_head_too_large\"") != NULL, "%s", r.body);
+    th_response_free(&r);
+    padded_get("/api/x", 13000, &r);
+    cr_assert_eq(r.status, 431, "%ld", r.status);
+    cr_assert(strstr(r.body, "\"request_head_too_large\"") != NULL, "%s", r.body);
+    th_response_free(&r);
+    padded_get("/api/x", 1000, &r); /* and the gateway goes on */
+    cr_assert_eq(r.status, 200, "%ld", r.status);
+    th_response_free(&r);
+}
+
+Test(proxy, request_heads_of_11_kb_reach_the_upstream, .init = start, .fini = stop)
+{
+    struct th_response r;
+    padded_get("/acme/model/resolve/main/config.json", 11500, &r);
+    cr_assert_eq(r.status, 200, "an 11.5 kB head got %ld", r.status);
+    cr_assert(strstr(r.body, "model_type") != NULL, "%s", r.body);
+    th_response_free(&r);
+}
+
 static void start_credential(void)
 {
     start_with(th_env("HM_TEST_NGINX_URL"), "HUBMETER_UPSTREAM_AUTHORIZATION=Bearer gw-own-cred",

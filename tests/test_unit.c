@@ -394,7 +394,9 @@ Test(journal, every_record_reads_back_exactly_as_appended)
     };
     struct meter_agg *want = meter_agg_new();
     for (size_t i = 0; i < sizeof recs / sizeof recs[0]; i++) {
-        cr_assert_eq(meter_journal_append(j, &recs[i], 1793491200 + (int64_t)i, false), CM_OK);
+        size_t unjournaled = 1;
+        cr_assert_eq(meter_journal_append(j, &recs[i], 1, 1793491200 + (int64_t)i, false, &unjournaled), CM_OK);
+        cr_assert_eq(unjournaled, 0);
         cr_assert_eq(meter_agg_add(want, &recs[i], 1793491200 + (int64_t)i), CM_OK);
     }
     meter_journal_close(j);
