@@ -116,9 +116,10 @@ static enum MHD_Result proxy(struct gw_req *req, struct MHD_Connection *c, const
 
 static struct gw_req *req_new(struct gw *gw, struct MHD_Connection *c, const char *method)
 {
-    struct gw_req *req = calloc(1, sizeof *req);
+    struct gw_req *req = gw_worker_mem(gw_worker_self(), GW_MEM_REQ, sizeof *req);
     if (req == NULL)
         return NULL;
+    memset(req, 0, sizeof *req);
     req->magic = GW_REQ_MAGIC;
     req->gw = gw;
     req->start_us = cm_now_us();
@@ -269,7 +270,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     if (req->deferred != NULL) /* the client left before its body ended */
         MHD_destroy_response(req->deferred);
     req->magic = 0;
-    free(req);
+    gw_worker_mem_give(gw_worker_self(), GW_MEM_REQ, req);
     *con_cls = NULL;
 }
 

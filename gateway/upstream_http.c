@@ -204,7 +204,7 @@ static void stream_free(void *cls)
     free(s->up);
     curl_slist_free_all(s->out_headers);
     gw_up_free_headers(s);
-    free(s);
+    gw_worker_mem_give(s->worker, GW_MEM_STREAM, s);
 }
 
 static int build_request(struct stream *s, struct MHD_Connection *c, const char *url)
@@ -321,7 +321,7 @@ enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, c
 {
     /* Zeroed up to its header table, which is filled from the start (n_headers): a table
      * of 100 zeroed for every request was a tenth of a small request's allocations. */
-    struct stream *s = malloc(sizeof *s);
+    struct stream *s = gw_worker_mem(gw_worker_self(), GW_MEM_STREAM, sizeof *s);
     if (s == NULL)
         return MHD_NO;
     memset(s, 0, offsetof(struct stream, headers));

@@ -21,6 +21,7 @@
 
 #define BUFFER_POOL 64
 #define EASY_POOL 64
+#define MEM_POOL 64
 /* A connection suspended longer than this has its client's socket watched for a hang-up
  * (shorter waits are not worth two epoll_ctl calls). */
 #define WATCH_AFTER_MS 50
@@ -46,6 +47,8 @@ struct gw_worker {
     CURL *easies[EASY_POOL];    /* reset easy handles kept for the next requests */
     int n_easies;
     struct meter_pending *pending; /* usage records of the round, flushed at its end */
+    void *mem[GW_MEM_KINDS][MEM_POOL]; /* requests' and streams' memory for the next ones */
+    int n_mem[GW_MEM_KINDS];
 };
 
 static _Thread_local struct gw_worker *current;
@@ -87,6 +90,29 @@ void gw_worker_easy_give(struct gw_worker *w, CURL *easy)
     } else {
         curl_easy_cleanup(easy);
     }
+}
+
+/* Under AddressSanitizer the memory goes back to malloc at once, so that a use after the
+ * end of a request is caught. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MEM_KEPT 0
+#else
+#define MEM_KEPT 1
+#endif
+
+void *gw_worker_mem(struct gw_worker *w, enum gw_mem kind, size_t size)
+{
+    if (MEM_KEPT && w != NULL && w == current && w->n_mem[kind] > 0)
+        return w->mem[kind][--w->n_mem[kind]];
+    return malloc(size);
+}
+
+void gw_worker_mem_give(struct gw_worker *w, enum gw_mem kind, void *p)
+{
+    if (MEM_KEPT && p != NULL && w != NULL && w == current && w->n_mem[kind] < MEM_POOL)
+        w->mem[kind][w->n_mem[kind]++] = p;
+    else
+        free(p);
 }
 
 void gw_worker_buffer_give(struct gw_worker *w, char *buf)
@@ -454,6 +480,9 @@ void gw_worker_free(struct gw_worker *w)
         free(w->buffers[i]);
     for (int i = 0; i < w->n_easies; i++)
         curl_easy_cleanup(w->easies[i]);
+    for (int k = 0; k < GW_MEM_KINDS; k++)
+        for (int i = 0; i < w->n_mem[k]; i++)
+            free(w->mem[k][i]);
     if (w->epfd >= 0)
         close(w->epfd);
     if (w->wakefd >= 0)
