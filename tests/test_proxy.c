@@ -214,32 +214,45 @@ Test(proxy, an_upstream_reset_mid_body_closes_the_client_connection, .init = sta
     }
 }
 
+/* The next connection to the fake upstream listening on fd, reads timing out after 5 s. */
+static int accept_client(int fd)
+{
+    int c = accept(fd, NULL, NULL);
+    struct timeval tv = {.tv_sec = 5};
+    if (c >= 0)
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return c;
+}
+
+/* Reads one request head from c into buf (NUL-terminated); false when the connection
+ * closed, timed out or sent no complete head. */
+static bool read_request_head(int c, char *buf, size_t cap)
+{
+    size_t got = 0;
+    buf[0] = '\0';
+    while (got < cap - 1) {
+        ssize_t n = recv(c, buf + got, cap - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = '\0';
+        if (strstr(buf, "\r\n\r\n") != NULL)
+            return true;
+    }
+    return false;
+}
+
 /* An upstream that answers the first request on each connection and, like a server whose
  * keep-alive timeout has just passed, closes the connection when the second one arrives. */
 static _Atomic int closing_conns, closing_requests;
 static void *closing_upstream(void *arg)
 {
     int fd = *(int *)arg;
-    for (;;) {
-        int c = accept(fd, NULL, NULL);
-        if (c < 0)
-            break;
+    for (int c; (c = accept_client(fd)) >= 0;) {
         atomic_fetch_add(&closing_conns, 1);
-        struct timeval tv = {.tv_sec = 5};
-        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         for (int served = 0;; served++) {
             char buf[8192];
-            size_t got = 0;
-            while (got < sizeof buf - 1) {
-                ssize_t n = recv(c, buf + got, sizeof buf - 1 - got, 0);
-                if (n <= 0)
-                    break;
-                got += (size_t)n;
-                buf[got] = '\0';
-                if (strstr(buf, "\r\n\r\n") != NULL)
-                    break;
-            }
-            if (got == 0 || strstr(buf, "\r\n\r\n") == NULL)
+            if (!read_request_head(c, buf, sizeof buf))
                 break;
             atomic_fetch_add(&closing_requests, 1);
             if (served == 1)
@@ -280,25 +293,10 @@ Test(proxy, a_kept_alive_connection_the_upstream_closes_is_retried_on_a_new_one,
 static void *big_head_upstream(void *arg)
 {
     int fd = *(int *)arg;
-    for (;;) {
-        int c = accept(fd, NULL, NULL);
-        if (c < 0)
-            break;
-        struct timeval tv = {.tv_sec = 5};
-        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    for (int c; (c = accept_client(fd)) >= 0;) {
         for (;;) {
             static char req[32768];
-            size_t got = 0;
-            while (got < sizeof req - 1) {
-                ssize_t n = recv(c, req + got, sizeof req - 1 - got, 0);
-                if (n <= 0)
-                    break;
-                got += (size_t)n;
-                req[got] = '\0';
-                if (strstr(req, "\r\n\r\n") != NULL)
-                    break;
-            }
-            if (got == 0 || strstr(req, "\r\n\r\n") == NULL)
+            if (!read_request_head(c, req, sizeof req))
                 break;
             static char head[8192];
             int n = snprintf(head, sizeof head, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Big: ");
