@@ -67,7 +67,9 @@ static char *keep(struct stream *s, const char *p, size_t n)
     struct head_block *b = s->head_blocks;
     if (b == NULL || b->cap - b->used < n + 1) {
         size_t cap = n + 1 > HEAD_BLOCK ? n + 1 : HEAD_BLOCK;
-        if ((b = malloc(sizeof *b + cap)) == NULL)
+        b = cap == HEAD_BLOCK ? gw_worker_mem(s->worker, GW_MEM_HEAD_BLOCK, sizeof *b + cap)
+                              : malloc(sizeof *b + cap);
+        if (b == NULL)
             return NULL;
         b->next = s->head_blocks;
         b->used = 0;
@@ -86,7 +88,10 @@ void gw_up_free_headers(struct stream *s)
     while (s->head_blocks != NULL) {
         struct head_block *b = s->head_blocks;
         s->head_blocks = b->next;
-        free(b);
+        if (b->cap == HEAD_BLOCK)
+            gw_worker_mem_give(s->worker, GW_MEM_HEAD_BLOCK, b);
+        else
+            free(b);
     }
     s->n_headers = 0;
 }
