@@ -8,9 +8,10 @@
  * Per worker, kept-alive connections wait in a pool, registered in the worker's epoll set.
  * A request takes one (or connects), sends its head, and reads the response into its
  * stream exactly as curl's callbacks would fill it: the head line by line through
- * gw_up_on_header, the body into the stream's buffer (or straight into libmicrohttpd's
- * while its connection waits for it: read_body). A full buffer stops the reading (the
- * socket leaves the epoll set's interest) until read_body drains it. A kept-alive
+ * gw_up_on_header; the body, once its response is being sent, straight into
+ * libmicrohttpd's buffer when the reader asks for it (read_body), else into the stream's
+ * buffer. A body that cannot be read there stops the reading (the socket leaves the epoll
+ * set's interest) until read_body asks again. A kept-alive
  * connection that the upstream closed before answering is retried once on a new one (GET
  * and HEAD are idempotent). Bodies: Content-Length, chunked, or until the upstream closes;
  * none for HEAD, 1xx, 204 and 304.
@@ -623,8 +624,12 @@ static void read_more(struct h1conn *c)
             if (cap > free_cap)
                 cap = free_cap; /* never more than the stream can take at once */
         } else {
-            dst = room(s, &cap);
-            if (cap == 0) {
+            /* While its response is being sent, a body is read only straight into
+             * libmicrohttpd's buffer, when the reader asks for more (read_body ->
+             * gw_h1_resume): the upstream's bytes wait in the kernel's socket buffer
+             * meanwhile, as nginx lets them, instead of being copied twice. */
+            dst = s->streaming && s->direct == NULL ? NULL : room(s, &cap);
+            if (dst == NULL || cap == 0) {
                 c->paused = true;
                 interest(c, 0); /* read_body (the reader's) lets it go on: gw_h1_resume */
                 return;
