@@ -617,8 +617,7 @@ static void read_more(struct h1conn *c)
             size_t free_cap;
             (void)room(s, &free_cap);
             if (free_cap == 0) {
-                c->paused = true;
-                interest(c, 0);
+                c->paused = true; /* (its interest goes if the socket stirs: gw_h1_event) */
                 return;
             }
             if (cap > free_cap)
@@ -630,8 +629,10 @@ static void read_more(struct h1conn *c)
              * meanwhile, as nginx lets them, instead of being copied twice. */
             dst = s->streaming && s->direct == NULL ? NULL : room(s, &cap);
             if (dst == NULL || cap == 0) {
+                /* read_body (the reader's) lets it go on: gw_h1_resume. The socket stays in
+                 * the epoll set's interest until it stirs meanwhile (gw_h1_event): the reader
+                 * mostly asks first, which spares two epoll_ctl calls per block. */
                 c->paused = true;
-                interest(c, 0); /* read_body (the reader's) lets it go on: gw_h1_resume */
                 return;
             }
             if (c->body == BODY_LENGTH && cap > c->left)
@@ -709,8 +710,10 @@ void gw_h1_event(struct gw_watch *wt, uint32_t events)
             return;
         }
     }
-    if (c->paused)
+    if (c->paused) { /* nothing can be taken now: no more wake-ups until the reader asks */
+        interest(c, 0);
         return;
+    }
     if (!c->head_parsed)
         read_head(c);
     else
