@@ -10,8 +10,8 @@
  * stream exactly as curl's callbacks would fill it: the head line by line through
  * gw_up_on_header; the body, once its response is being sent, straight into
  * libmicrohttpd's buffer when the reader asks for it (read_body), else into the stream's
- * buffer. A body that cannot be read there stops the reading (the socket leaves the epoll
- * set's interest) until read_body asks again. A kept-alive
+ * buffer. A body that cannot be read there stops the reading (the socket turns
+ * edge-triggered, so its bytes do not wake the loop again) until read_body asks. A kept-alive
  * connection that the upstream closed before answering is retried once on a new one (GET
  * and HEAD are idempotent). Bodies: Content-Length, chunked, or until the upstream closes;
  * none for HEAD, 1xx, 204 and 304.
@@ -617,7 +617,7 @@ static void read_more(struct h1conn *c)
             size_t free_cap;
             (void)room(s, &free_cap);
             if (free_cap == 0) {
-                c->paused = true; /* (its interest goes if the socket stirs: gw_h1_event) */
+                c->paused = true; /* (edge-triggered if the socket stirs: gw_h1_event) */
                 return;
             }
             if (cap > free_cap)
@@ -626,12 +626,15 @@ static void read_more(struct h1conn *c)
             /* While its response is being sent, a body is read only straight into
              * libmicrohttpd's buffer, when the reader asks for more (read_body ->
              * gw_h1_resume): the upstream's bytes wait in the kernel's socket buffer
-             * meanwhile, as nginx lets them, instead of being copied twice. */
-            dst = s->streaming && s->direct == NULL ? NULL : room(s, &cap);
+             * meanwhile, as nginx lets them, instead of being copied twice. A reader's
+             * buffer that is full stops the reading too (it used to go on into the stream's
+             * buffer: a quarter of a large download was copied twice). */
+            bool reader_waits = s->direct != NULL && s->direct_len < s->direct_max;
+            dst = s->streaming && !reader_waits ? NULL : room(s, &cap);
             if (dst == NULL || cap == 0) {
-                /* read_body (the reader's) lets it go on: gw_h1_resume. The socket stays in
-                 * the epoll set's interest until it stirs meanwhile (gw_h1_event): the reader
-                 * mostly asks first, which spares two epoll_ctl calls per block. */
+                /* read_body (the reader's) lets it go on: gw_h1_resume. If the socket stirs
+                 * meanwhile, it turns edge-triggered (gw_h1_event), so it neither spins the
+                 * loop nor costs two epoll_ctl calls per block. */
                 c->paused = true;
                 return;
             }
@@ -710,8 +713,12 @@ void gw_h1_event(struct gw_watch *wt, uint32_t events)
             return;
         }
     }
-    if (c->paused) { /* nothing can be taken now: no more wake-ups until the reader asks */
-        interest(c, 0);
+    if (c->paused) {
+        /* Nothing can be taken now, and gw_h1_resume reads what waits when the reader asks.
+         * Edge-triggered from here to the transfer's end: the waiting bytes wake the loop
+         * once, not on every round, and no block costs two epoll_ctl calls (interest off
+         * here, on again in gw_h1_resume). */
+        interest(c, EPOLLIN | EPOLLET);
         return;
     }
     if (!c->head_parsed)
@@ -728,7 +735,8 @@ void gw_h1_resume(struct stream *s)
     if (c == NULL || !c->paused)
         return;
     c->paused = false;
-    interest(c, EPOLLIN);
+    if (c->events != (EPOLLIN | EPOLLET)) /* edge-triggered: read_more reads until EAGAIN */
+        interest(c, EPOLLIN);
     read_more(c);
 }
 
