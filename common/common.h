@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <libpq-fe.h>
 
@@ -190,7 +191,18 @@ struct cm_buf {
     bool overflow;
 };
 void cm_buf_init(struct cm_buf *b, char *s, size_t cap);
-void cm_buf_str(struct cm_buf *b, const char *str);
+/* Appends n bytes of str (inline: a literal's strlen is folded at compile time). */
+static inline void cm_buf_put(struct cm_buf *b, const char *str, size_t n)
+{
+    if (b->overflow || b->len + n >= b->cap) {
+        b->overflow = true;
+        return;
+    }
+    memcpy(b->s + b->len, str, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+static inline void cm_buf_str(struct cm_buf *b, const char *str) { cm_buf_put(b, str, strlen(str)); }
 void cm_buf_u64(struct cm_buf *b, uint64_t v);
 void cm_buf_i64(struct cm_buf *b, int64_t v);
 

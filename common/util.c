@@ -38,34 +38,36 @@ void cm_buf_init(struct cm_buf *b, char *s, size_t cap)
         s[0] = '\0';
 }
 
-static void buf_put(struct cm_buf *b, const char *str, size_t n)
-{
-    if (b->overflow || b->len + n >= b->cap) {
-        b->overflow = true;
-        return;
-    }
-    memcpy(b->s + b->len, str, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
 
-void cm_buf_str(struct cm_buf *b, const char *str) { buf_put(b, str, strlen(str)); }
 
 void cm_buf_u64(struct cm_buf *b, uint64_t v)
 {
+    /* Two digits a step: a 19-digit quota limit in 10 divisions, not 19. */
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                                "25262728293031323334353637383940414243444546474849"
+                                "50515253545556575859606162636465666768697071727374"
+                                "75767778798081828384858687888990919293949596979899";
     char digits[20];
-    size_t n = 0;
-    do {
-        digits[sizeof digits - 1 - n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    buf_put(b, digits + sizeof digits - n, n);
+    size_t at = sizeof digits;
+    while (v >= 100) {
+        unsigned d = (unsigned)(v % 100) * 2;
+        v /= 100;
+        digits[--at] = pairs[d + 1];
+        digits[--at] = pairs[d];
+    }
+    if (v >= 10) {
+        digits[--at] = pairs[v * 2 + 1];
+        digits[--at] = pairs[v * 2];
+    } else {
+        digits[--at] = (char)('0' + v);
+    }
+    cm_buf_put(b, digits + at, sizeof digits - at);
 }
 
 void cm_buf_i64(struct cm_buf *b, int64_t v)
 {
     if (v < 0) {
-        buf_put(b, "-", 1);
+        cm_buf_put(b, "-", 1);
         cm_buf_u64(b, (uint64_t)0 - (uint64_t)v);
     } else {
         cm_buf_u64(b, (uint64_t)v);

@@ -190,13 +190,19 @@ bool gw_plan_of(struct gw_req *req, struct meter_plan *plan, char *subject, size
     if (req->id.org_id != 0) {
         if (req->id.plan_id == 0 || !plan_lookup(gw, req->id.plan_id, NULL, plan))
             return false; /* an org without a plan is not limited */
-        cm_fmt(subject, len, "org:%lld", (long long)req->id.org_id);
+        struct cm_buf b; /* every admission makes it: no printf */
+        cm_buf_init(&b, subject, len);
+        cm_buf_str(&b, "org:");
+        cm_buf_i64(&b, req->id.org_id);
         *anchor = req->id.anchor_day;
         return true;
     }
     if (!plan_lookup(gw, 0, gw->cfg->anonymous_plan, plan))
         return false;
-    cm_fmt(subject, len, "anon:%s", req->network);
+    struct cm_buf b;
+    cm_buf_init(&b, subject, len);
+    cm_buf_str(&b, "anon:");
+    cm_buf_str(&b, req->network);
     return true;
 }
 

@@ -113,8 +113,12 @@ void gw_metrics_plan_label(const struct reg_identity *id, char *out, size_t len)
         cm_copy(out, len, "anonymous");
     else if (id->plan_id == 0)
         cm_copy(out, len, "none");
-    else
-        cm_fmt(out, len, "#%" PRId64, id->plan_id);
+    else { /* every request's: no printf */
+        struct cm_buf b;
+        cm_buf_init(&b, out, len);
+        cm_buf_str(&b, "#");
+        cm_buf_i64(&b, id->plan_id);
+    }
 }
 
 void gw_metrics_download_started(struct gw_metrics *m)
