@@ -207,6 +207,30 @@ Test(bytes, cm_buf_appends_numbers_as_printf_would_and_stops_when_full)
     cr_assert_str_eq(small, "ab");
 }
 
+Test(bytes, cm_buf_numbers_of_every_length_match_printf)
+{
+    /* Every digit count (odd and even: the digits go two at a time), and each power of ten
+     * with its neighbours. */
+    uint64_t p = 1;
+    for (int k = 0; k < 20; k++) {
+        uint64_t vs[] = {p - 1, p, p + 1, p * 9 + (p - 1), p * 5 + 3};
+        for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+            char s[32], want[32];
+            struct cm_buf b;
+            cm_buf_init(&b, s, sizeof s);
+            cm_buf_u64(&b, vs[i]);
+            snprintf(want, sizeof want, "%llu", (unsigned long long)vs[i]);
+            cr_assert_str_eq(s, want);
+            cm_buf_init(&b, s, sizeof s);
+            cm_buf_i64(&b, -(int64_t)(vs[i] % INT64_MAX));
+            snprintf(want, sizeof want, "%lld", -(long long)(vs[i] % INT64_MAX));
+            cr_assert_str_eq(s, want);
+        }
+        if (k < 19)
+            p *= 10;
+    }
+}
+
 Test(keys, generated_keys_carry_the_prefix_and_pass_their_checksum)
 {
     char a[REG_KEY_MAX], b[REG_KEY_MAX];
