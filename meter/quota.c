@@ -178,6 +178,25 @@ static void seed_month(struct meter_quota *q, const struct meter_flow *f, const 
 
 
 
+/* An early refill of the pool that Redis refused for want of request tokens (other gateways
+ * took them), or could not answer, still admits from what is left in the pool: it was asked
+ * for before the pool ran out. Under q->mu; true when it admitted. */
+static bool admit_from_rest(struct local_state *e, const struct meter_plan *p, struct meter_flow *f,
+                            bool charge, bool download, uint64_t *first, struct admit_facts *a)
+{
+    int64_t now_ms = cm_mono_ms();
+    struct admit_facts rest;
+    if (!quota_admit_from_pool(e, p, charge, download, now_ms, &rest))
+        return false;
+    *a = rest;
+    if (*first > 0) { /* the download's first bytes from the byte pool, as when pooled */
+        f->lease_left = quota_take_from_pool(e, p, *first, now_ms, &f->first_wait_us);
+        f->leased = f->lease_left;
+        *first = 0;
+    }
+    return true;
+}
+
 void meter_quota_admit(struct meter_quota *q, const struct meter_plan *plan, const char *subject,
                        int anchor_day, bool charge, bool download, struct meter_flow *f,
                        struct meter_decision *d)
@@ -205,9 +224,17 @@ void meter_quota_admit(struct meter_quota *q, const struct meter_plan *plan, con
     pthread_mutex_lock(&q->mu);
     struct local_state *e = quota_local_get(q, f->subject, &slot);
     quota_count_rate(e, now_ms);
-    bool pooled = quota_admit_from_pool(e, plan, charge, download, now_ms, &a);
-    bool want_pool = !pooled && quota_busy(e, now_ms) && charge && !plan->shadow &&
-                     !(download && plan->max_concurrent > 0);
+    bool poolable = quota_busy(e, now_ms) && charge && !plan->shadow &&
+                    !(download && plan->max_concurrent > 0);
+    /* A pool running low is refilled by one admission (in a round trip of its own) while
+     * the others go on drawing from it: refilled only once empty, every admission arriving
+     * during the refill's round trip would wait for Redis too. */
+    bool refill = poolable && !e->refilling && plan->requests_per_minute > 0 &&
+                  e->req_pool < e->req_low && quota_pool_live(e, plan, now_ms);
+    bool pooled = !refill && quota_admit_from_pool(e, plan, charge, download, now_ms, &a);
+    bool want_pool = !pooled && poolable;
+    if (refill)
+        e->refilling = true;
     int64_t extra = 0;
     if (want_pool && plan->requests_per_minute > 0) {
         /* A tenth of a second of this gateway's rate, at most a quarter of its share. */
@@ -235,6 +262,16 @@ void meter_quota_admit(struct meter_quota *q, const struct meter_plan *plan, con
     }
     pthread_mutex_lock(&q->mu);
     e = quota_local_get(q, f->subject, &slot);
+    if (refill) {
+        e->refilling = false;
+        if (remote)
+            e->month_used = a.month_used;
+        if ((!remote || (!a.admitted && a.refused == MQ_REQUESTS)) &&
+            admit_from_rest(e, plan, f, charge, download, &first, &a)) {
+            pooled = true;
+            remote = false;
+        }
+    }
     if (remote) {
         e->month_used = a.month_used;
         if (want_pool && a.admitted) {

@@ -96,6 +96,8 @@ struct local_state {
     unsigned rate_count, rate_last;
     int64_t pool_plan;        /* the plan the pools were taken under */
     int64_t req_pool;         /* request tokens already taken from Redis */
+    int64_t req_low;          /* below this many, one admission refills the pool early */
+    bool refilling;           /* that admission is waiting for Redis */
     uint64_t byte_pool;       /* bytes already leased from Redis (and counted in the month) */
     int64_t byte_due_ms;      /* the pool's bytes may flow from then (the lease's wait) */
     int64_t pool_exp_ms;      /* 0: no pool */

@@ -92,6 +92,7 @@ void quota_pool_fill(struct local_state *e, const struct meter_plan *p, int anch
     e->pool_plan = p->id;
     e->pool_p = *p;
     e->req_pool += a->granted;
+    e->req_low = a->granted / 4; /* a quarter of a grant lasts far longer than a round trip */
     e->snap = *a;
     e->snap_ms = now_ms;
     e->pool_exp_ms = now_ms + POOL_TTL_MS;

@@ -434,6 +434,70 @@ Test(quota, a_busy_org_is_admitted_from_local_pools_and_unused_tokens_go_back, .
     th_gateway_stop(&g);
 }
 
+struct hammer {
+    const struct th_gateway *g;
+    int64_t until_ms;
+    int ok, other;
+};
+
+static void *hammer_small(void *arg)
+{
+    struct hammer *h = arg;
+    while (th_now_ms() < h->until_ms) {
+        struct th_response r;
+        if (get(h->g, "GET", "/acme/model/resolve/main/config.json", NULL, &r) == 200)
+            h->ok++;
+        else
+            h->other++;
+        th_response_free(&r);
+    }
+    return NULL;
+}
+
+static long redis_round_trips(const struct th_gateway *g)
+{
+    return metric(g, "hubmeter_quota_redis_calls_total") +
+           metric(g, "hubmeter_quota_redis_sends_total");
+}
+
+Test(quota, a_busy_orgs_pool_is_refilled_before_it_runs_out_so_few_requests_wait_for_redis,
+     .timeout = 120)
+{
+    /* A plan far above what the test reaches: every request is admitted, from the gateway's
+     * pools once the org is busy. */
+    setup_plan(file_upstream(), NULL,
+               (const char *[]){"--requests-per-minute", "60000000", "--bytes-per-second",
+                                "100000000000", NULL});
+    struct th_gateway g;
+    start_gateway(&g, NULL);
+    struct hammer h[4];
+    pthread_t t[4];
+    for (int round = 0; round < 2; round++) { /* the first second makes the org busy */
+        long calls0 = redis_round_trips(&g);
+        int64_t until = th_now_ms() + (round == 0 ? 1000 : 3000);
+        for (int i = 0; i < 4; i++) {
+            h[i] = (struct hammer){.g = &g, .until_ms = until};
+            pthread_create(&t[i], NULL, hammer_small, &h[i]);
+        }
+        int ok = 0, other = 0;
+        for (int i = 0; i < 4; i++) {
+            pthread_join(t[i], NULL);
+            ok += h[i].ok;
+            other += h[i].other;
+        }
+        long calls = redis_round_trips(&g) - calls0;
+        cr_assert_eq(other, 0, "every request is admitted");
+        if (round == 1) {
+            cr_assert_gt(ok, 300, "%d requests in 3 s", ok);
+            /* A refill about every tenth of a second (0.6 % of the requests here); refilled
+             * only once empty, 9 % of them waited for Redis. */
+            cr_assert_lt(calls * 50, ok, "%ld Redis calls for %d requests of a busy org", calls,
+                         ok);
+        }
+    }
+    th_gateway_stop(&g);
+}
+
 Test(quota, a_small_body_is_held_back_while_the_byte_bucket_is_in_debt, .timeout = 120)
 {
     /* 100 kB/s with a 4 kB bucket: a download's first lease (25 kB, a quarter second of
