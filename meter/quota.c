@@ -226,11 +226,13 @@ void meter_quota_admit(struct meter_quota *q, const struct meter_plan *plan, con
     quota_count_rate(e, now_ms);
     bool poolable = quota_busy(e, now_ms) && charge && !plan->shadow &&
                     !(download && plan->max_concurrent > 0);
-    /* A pool running low is refilled by one admission (in a round trip of its own) while
-     * the others go on drawing from it: refilled only once empty, every admission arriving
-     * during the refill's round trip would wait for Redis too. */
+    /* A pool running low, or about to expire, is refilled by one admission (in a round trip
+     * of its own) while the others go on drawing from it: refilled only once empty or
+     * expired, every admission arriving during the refill's round trip would wait for Redis
+     * too. */
     bool refill = poolable && !e->refilling && plan->requests_per_minute > 0 &&
-                  e->req_pool < e->req_low && quota_pool_live(e, plan, now_ms);
+                  quota_pool_live(e, plan, now_ms) &&
+                  (e->req_pool < e->req_low || e->pool_exp_ms - now_ms < POOL_TTL_MS / 4);
     bool pooled = !refill && quota_admit_from_pool(e, plan, charge, download, now_ms, &a);
     bool want_pool = !pooled && poolable;
     if (refill)

@@ -489,9 +489,10 @@ Test(quota, a_busy_orgs_pool_is_refilled_before_it_runs_out_so_few_requests_wait
         cr_assert_eq(other, 0, "every request is admitted");
         if (round == 1) {
             cr_assert_gt(ok, 300, "%d requests in 3 s", ok);
-            /* A refill about every tenth of a second (0.6 % of the requests here); refilled
-             * only once empty, 9 % of them waited for Redis. */
-            cr_assert_lt(calls * 50, ok, "%ld Redis calls for %d requests of a busy org", calls,
+            /* A refill about every tenth of a second (~30 calls in 3 s, also with both cores
+             * busy elsewhere); refilled only once empty, 9 % of the requests waited for Redis
+             * (~370 calls for ~4,000 requests). */
+            cr_assert_lt(calls, 60, "%ld Redis calls for %d requests of a busy org in 3 s", calls,
                          ok);
         }
     }
