@@ -263,6 +263,8 @@ int gw_repo_patterns_check(const char *patterns, char *err, size_t errlen);
 
 /* ---- event loops (worker.c) ---------------------------------------------------------------------- */
 #define GW_STREAM_BUFFER (512 * 1024) /* an upstream response's buffer per connection */
+/* Allocations from this size up come from mmap, always (mallopt at start): see serve. */
+#define GW_MMAP_THRESHOLD (1024 * 1024)
 typedef struct MHD_Daemon *(*gw_daemon_starter)(struct gw *gw, struct gw_worker *w);
 /* Starts a worker whose daemon start() makes (external epoll mode, no listening socket
  * of its own), then attaches it to gw->acceptor. NULL on failure. */

@@ -8,6 +8,7 @@
 #include "gateway/gw_int.h"
 
 #include <limits.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -447,6 +448,11 @@ int gw_serve(const struct hm_config *cfg)
     gw.acceptor = gw_acceptor_new();
     if (gw.listen_fd < 0 || gw.acceptor == NULL)
         goto fail;
+    /* libmicrohttpd callocs a large response's buffer (LARGE_BLOCK) whole. From mmap, its
+     * pages become memory only as bytes are read into them (a slow client's stay untouched);
+     * glibc's moving threshold would serve it from the heap once the first one is freed,
+     * and calloc would zero all of it. */
+    mallopt(M_MMAP_THRESHOLD, GW_MMAP_THRESHOLD);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     int n = cfg->workers ? (int)cfg->workers : cpus > 0 ? (int)cpus : 1;
     for (gw.n_workers = 0; gw.n_workers < n && gw.n_workers < GW_MAX_WORKERS; gw.n_workers++)

@@ -101,6 +101,7 @@ static ssize_t deliver(struct stream *s, size_t n)
 {
     struct gw_req *req = s->req;
     s->delivered += n;
+    s->gave_ms = cm_mono_ms();
     req->bytes_sent += n;
     gw_checkpoint(req);
     uint64_t ahead = s->charged_ahead < n ? s->charged_ahead : n;
@@ -115,6 +116,15 @@ static ssize_t fail(struct stream *s)
 {
     s->req->stream_failed = true; /* close: never a truncated "success" */
     return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+/* How much of libmicrohttpd's free buffer (max) the upstream's next bytes may fill: all
+ * of it for a client that took the last bytes at once (libmicrohttpd asks again only once
+ * it sent everything it had), SLOW_READ for the first read and for a slow client. */
+static size_t reader_room(const struct stream *s, size_t max)
+{
+    bool fast = s->gave_ms != 0 && cm_mono_ms() - s->gave_ms <= FAST_DRAIN_MS;
+    return fast || max <= SLOW_READ ? max : SLOW_READ;
 }
 
 static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
@@ -147,7 +157,7 @@ static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
     }
     if (s->h1 != NULL && s->len == 0 && !s->done) { /* drained: hubmeter's client reads on */
         s->direct = out;
-        s->direct_max = max;
+        s->direct_max = reader_room(s, max);
         s->direct_len = 0;
         gw_h1_resume(s); /* may deliver right here, into out */
         s->direct = NULL;
@@ -157,7 +167,7 @@ static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
     if (s->len == 0 && !s->done && s->paused) { /* drained: let curl go on */
         s->paused = false;
         s->direct = out;
-        s->direct_max = max;
+        s->direct_max = reader_room(s, max);
         s->direct_len = 0;
         curl_easy_pause(s->easy, CURLPAUSE_CONT); /* may deliver right here, into out */
         s->direct = NULL;
@@ -184,7 +194,7 @@ static ssize_t read_body(void *cls, uint64_t pos, char *out, size_t max)
         return fail(s);
     }
     s->direct = out; /* curl's next bytes go straight there and wake it */
-    s->direct_max = max;
+    s->direct_max = reader_room(s, max);
     s->direct_len = 0;
     s->direct_parked = true;
     gw_req_suspend(req, s->last_data_ms + s->idle_ms);
@@ -261,7 +271,9 @@ static struct MHD_Response *make_response(struct stream *s, bool whole)
         bodyless ? MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT)
         : whole  ? MHD_create_response_from_buffer(s->len, s->buf + s->start,
                                                    MHD_RESPMEM_MUST_COPY)
-                 : MHD_create_response_from_callback(size, SEND_BLOCK, read_body, s, stream_free);
+                 : MHD_create_response_from_callback(
+                       size, size > LARGE_BODY ? LARGE_BLOCK : SEND_BLOCK, read_body, s,
+                       stream_free);
     if (resp != NULL)
         gw_up_response_headers(s, resp);
     return resp;

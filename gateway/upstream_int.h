@@ -11,6 +11,14 @@
 #define UPSTREAM_READ (512 * 1024) /* curl's receive buffer: bytes per recv from the upstream */
 #define HEAD_READ (16 * 1024)      /* the same for a HEAD request, which reads a head only */
 #define SEND_BLOCK (512 * 1024)    /* libmicrohttpd's buffer of a streamed response: bytes per send */
+/* A body larger than LARGE_BODY (or of unknown length) gets a LARGE_BLOCK buffer: a quarter of
+ * the system calls per GiB. A read fills at most SLOW_READ of it unless the client took the
+ * last one within FAST_DRAIN_MS, so a slow client's buffer stays mostly memory never touched
+ * (calloc'd by libmicrohttpd from mmap: GW_MMAP_THRESHOLD). */
+#define LARGE_BODY (4 * 1024 * 1024)
+#define LARGE_BLOCK (2 * 1024 * 1024)
+#define SLOW_READ (256 * 1024)
+#define FAST_DRAIN_MS 10
 #define UPLOAD_BUFFER (256 * 1024)
 #define EARLY_POLLS 2 /* loop rounds a request looks for its upstream's head before suspending */
 /* A response whose whole body is already here (up to this size) is handed to MHD as one
@@ -50,6 +58,7 @@ struct stream {
     int64_t idle_ms, first_byte_ms;
     int64_t head_deadline_ms;  /* the first-byte timeout (CLOCK_MONOTONIC ms) */
     int64_t last_data_ms;      /* when the upstream last sent body bytes */
+    int64_t gave_ms;           /* when read_body last handed body bytes to libmicrohttpd */
     int64_t paced_until_ms;    /* the org's byte bucket holds the stream until then */
     uint64_t charged_ahead;    /* bytes already charged to the org before they were read */
     bool follow; /* redirects are followed inside the gateway (metered route) */
