@@ -27,9 +27,9 @@ BIG_SIZE=$((1024 * 1024 * 1024))
 MID_SIZE=$((64 * 1024 * 1024))
 SMALL_SIZE=1024
 PARALLEL=8        # range streams for the parallel download
-REPEAT=${BENCH_REPEAT:-3}          # best of N for the large downloads
+REPEAT=${BENCH_REPEAT:-5}          # best of N for the large downloads
 WRK_SECS=${BENCH_WRK_SECS:-10}       # measured wrk run (after a 2 s warm-up)
-ROUNDS=${BENCH_ROUNDS:-3}           # rounds of the 1 KiB runs (the proxies in turn, median)
+ROUNDS=${BENCH_ROUNDS:-5}           # rounds of the 1 KiB runs (the proxies in turn, median)
 WRK_CONNS=64
 SLOW_N=${BENCH_SLOW_N:-2000}
 SLOW_RATE=32768   # bytes/s per slow client
@@ -428,13 +428,16 @@ snap
 log "a. 1 GiB single stream (best of $REPEAT, proxies in turn)"
 R[single.origin]=$(single_stream origin "http://127.0.0.1:$ORIGIN_PORT/1g.bin")
 qcalls=0
+declare -A LARGE_ROUNDS=() # per-round figures, for the details
+in_turn() { # in_turn KEY VALUE: the best so far in R[KEY], every round in LARGE_ROUNDS[KEY]
+  R[$1]=$(larger "${R[$1]:-}" "$2")
+  LARGE_ROUNDS[$1]="${LARGE_ROUNDS[$1]:-}${LARGE_ROUNDS[$1]:+/}${2:-failed}"
+}
 for ((round = 1; round <= REPEAT; round++)); do
-  R[single.nginx]=$(larger "${R[single.nginx]:-}" "$(REPEAT=1 single_stream nginx "$N_URL/1g.bin")")
-  R[single.hubmeter]=$(larger "${R[single.hubmeter]:-}" \
-    "$(REPEAT=1 single_stream hubmeter "$H_URL/1g.bin" -H "$AUTH")")
+  in_turn single.nginx "$(REPEAT=1 single_stream nginx "$N_URL/1g.bin")"
+  in_turn single.hubmeter "$(REPEAT=1 single_stream hubmeter "$H_URL/1g.bin" -H "$AUTH")"
   q0=$(quota_calls)
-  R[single.hubmeterq]=$(larger "${R[single.hubmeterq]:-}" \
-    "$(REPEAT=1 single_stream hubmeterq "$H_URL/1g.bin" -H "$AUTHQ")")
+  in_turn single.hubmeterq "$(REPEAT=1 single_stream hubmeterq "$H_URL/1g.bin" -H "$AUTHQ")"
   q1=$(quota_calls)
   qcalls=$((qcalls + q1 - q0))
 done
@@ -445,9 +448,8 @@ log "   origin ${R[single.origin]:-?} MB/s, nginx ${R[single.nginx]:-?} MB/s, hu
 log "a. 1 GiB as $PARALLEL parallel ranges (best of $REPEAT, proxies in turn)"
 R[ranges.origin]=$(parallel_ranges origin "http://127.0.0.1:$ORIGIN_PORT/1g.bin")
 for ((round = 1; round <= REPEAT; round++)); do
-  R[ranges.nginx]=$(larger "${R[ranges.nginx]:-}" "$(REPEAT=1 parallel_ranges nginx "$N_URL/1g.bin")")
-  R[ranges.hubmeter]=$(larger "${R[ranges.hubmeter]:-}" \
-    "$(REPEAT=1 parallel_ranges hubmeter "$H_URL/1g.bin" -H "$AUTH")")
+  in_turn ranges.nginx "$(REPEAT=1 parallel_ranges nginx "$N_URL/1g.bin")"
+  in_turn ranges.hubmeter "$(REPEAT=1 parallel_ranges hubmeter "$H_URL/1g.bin" -H "$AUTH")"
 done
 hubmeter_check "1 GiB parallel ranges"
 log "   origin ${R[ranges.origin]:-?} MB/s, nginx ${R[ranges.nginx]:-?} MB/s, hubmeter ${R[ranges.hubmeter]:-?} MB/s"
@@ -528,6 +530,16 @@ for name in nginx hubmeter hubmeterq; do
 done
 R[rounds]=$(for name in nginx hubmeter hubmeterq; do printf '%s%s %s' "${sep:-}" "$name" \
   "$(xargs <<<"${RPS_ROUNDS[$name]:-}" | tr ' ' '/')"; sep='; '; done)
+# Each round's ratio to the nginx run just before it (the machine drifts less within a round).
+round_ratios() { # round_ratios NAME -> "r1/r2/... (median m×)"
+  local rs
+  rs=$(paste -d' ' <(tr ' ' '\n' <<<"${RPS_ROUNDS[$1]:-}" | awk 'NF') \
+    <(tr ' ' '\n' <<<"${RPS_ROUNDS[nginx]:-}" | awk 'NF') |
+    awk '$2 > 0 { printf "%.2f\n", $1 / $2 }')
+  [[ -n "$rs" ]] || return 0
+  echo "$(paste -sd/ <<<"$rs") (median $(median <<<"$(tr '\n' ' ' <<<"$rs")")×)"
+}
+R[round_ratios]="hubmeter $(round_ratios hubmeter); quotas on $(round_ratios hubmeterq)"
 R[calls_per_req]=$(awk -v a="${R[q0.hubmeterq]:-0}" -v b="${R[q1.hubmeterq]:-0}" \
   -v n="${R[total.hubmeterq]:-0}" 'BEGIN { if (n > 0) printf "%.2f", (b - a) / n }')
 pin 0-$(($(nproc) - 1))
@@ -656,7 +668,8 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
   echo
   echo "- CPU used by other processes on the machine (not this benchmark) during a / b / c: $(v "${R[others.a]:-}")% / $(v "${R[others.b]:-}")% / $(v "${R[others.c]:-}")% of all $NCPU cores.$(awk -v a="${R[others.a]:-0}" -v b="${R[others.b]:-0}" -v c="${R[others.c]:-0}" 'BEGIN { if (a > 5 || b > 5 || c > 5) printf " **The machine was not quiet: these figures are skewed; re-run `make bench` on an idle machine.**" }')"
   echo "- Admission cost: quotas on vs off (same gateway, same run): $(ratio "${R[rps.hubmeterq]:-}" "${R[rps.hubmeter]:-}") of the requests/s; Redis calls per small request: $(v "${R[calls_per_req]:-}") (busy orgs are admitted from per-gateway pools; otherwise one admission round trip, pipelined with other requests', plus a pipelined end-of-request call nobody waits for); per MiB of a 1 GiB download: $(v "${R[calls_per_mib]:-}") (8 MiB leases). CPU of the gateway with quotas on: $(v "${R[cpu.hubmeterq]:-}")%."
-  echo "- 1 KiB requests/s per round (the proxies in turn; the table gives the medians): $(v "${R[rounds]:-}")."
+  echo "- 1 KiB requests/s per round (the proxies in turn; the table gives the medians): $(v "${R[rounds]:-}"). Each round's ratio to nginx's run in the same round: $(v "${R[round_ratios]:-}")."
+  echo "- 1 GiB MB/s per round (the proxies in turn; the table gives the best): single stream nginx $(v "${LARGE_ROUNDS[single.nginx]:-}"), hubmeter $(v "${LARGE_ROUNDS[single.hubmeter]:-}"), hubmeter with quotas $(v "${LARGE_ROUNDS[single.hubmeterq]:-}"); $PARALLEL ranges nginx $(v "${LARGE_ROUNDS[ranges.nginx]:-}"), hubmeter $(v "${LARGE_ROUNDS[ranges.hubmeter]:-}")."
   echo "- Origin alone (no proxy): single stream $(v "${R[single.origin]:-}") MB/s, $PARALLEL ranges $(v "${R[ranges.origin]:-}") MB/s."
   echo "- wrk: nginx $(v "${R[total.nginx]:-}") requests in ${WRK_SECS} s, non-2xx: $(v "${R[non2xx.nginx]:-0}"), socket errors: $(v "${R[sockerr.nginx]:-none}"); hubmeter $(v "${R[total.hubmeter]:-}") requests, non-2xx: $(v "${R[non2xx.hubmeter]:-0}"), socket errors: $(v "${R[sockerr.hubmeter]:-none}")."
   echo "- CPU used by the proxy during the measured wrk run (100% = all of core 0): nginx $(v "${R[cpu.nginx]:-}")%, hubmeter $(v "${R[cpu.hubmeter]:-}")% (Redis/PostgreSQL not included). Change in TIME_WAIT sockets to/from the origin over that run (approximate count of upstream connections opened and closed): nginx $(v "${R[tw.nginx]:-}"), hubmeter $(v "${R[tw.hubmeter]:-}")."
