@@ -716,8 +716,8 @@ void gw_h1_event(struct gw_watch *wt, uint32_t events)
     if (c->paused) {
         /* Nothing can be taken now, and gw_h1_resume reads what waits when the reader asks.
          * Edge-triggered from here to the transfer's end: the waiting bytes wake the loop
-         * once, not on every round, and no block costs two epoll_ctl calls (interest off
-         * here, on again in gw_h1_resume). */
+         * once, not on every round, and no block costs two epoll_ctl calls (taking the
+         * interest away here and giving it back in gw_h1_resume did). */
         interest(c, EPOLLIN | EPOLLET);
         return;
     }

@@ -178,6 +178,17 @@ static void seed_month(struct meter_quota *q, const struct meter_flow *f, const 
 
 
 
+/* A download admitted from the pool takes its first bytes from the byte pool; under q->mu. */
+static void first_from_pool(struct local_state *e, const struct meter_plan *p,
+                            struct meter_flow *f, uint64_t *first, int64_t now_ms)
+{
+    if (*first == 0)
+        return;
+    f->lease_left = quota_take_from_pool(e, p, *first, now_ms, &f->first_wait_us);
+    f->leased = f->lease_left;
+    *first = 0;
+}
+
 /* An early refill of the pool that Redis refused for want of request tokens (other gateways
  * took them), or could not answer, still admits from what is left in the pool: it was asked
  * for before the pool ran out. Under q->mu; true when it admitted. */
@@ -189,11 +200,7 @@ static bool admit_from_rest(struct local_state *e, const struct meter_plan *p, s
     if (!quota_admit_from_pool(e, p, charge, download, now_ms, &rest))
         return false;
     *a = rest;
-    if (*first > 0) { /* the download's first bytes from the byte pool, as when pooled */
-        f->lease_left = quota_take_from_pool(e, p, *first, now_ms, &f->first_wait_us);
-        f->leased = f->lease_left;
-        *first = 0;
-    }
+    first_from_pool(e, p, f, first, now_ms);
     return true;
 }
 
@@ -245,11 +252,8 @@ void meter_quota_admit(struct meter_quota *q, const struct meter_plan *plan, con
         extra = (int64_t)quota_rate_of(e, now_ms) / 10;
         extra = extra > share ? share : extra;
     }
-    if (pooled && first > 0) { /* the download's first bytes from the byte pool */
-        f->lease_left = quota_take_from_pool(e, plan, first, now_ms, &f->first_wait_us);
-        f->leased = f->lease_left;
-        first = 0;
-    }
+    if (pooled)
+        first_from_pool(e, plan, f, &first, now_ms);
     pthread_mutex_unlock(&q->mu);
     bool remote = false;
     if (!pooled) {
