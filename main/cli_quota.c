@@ -15,6 +15,10 @@
 
 static const char QUOTA_USAGE[] = "usage: hubmeter quota show ORG_SLUG [--json]\n";
 
+/* An operator's command starts cold (connect, load the scripts) and nobody is waiting on it
+ * the way a download waits on admission: it gives Redis at least this long. */
+enum { CLI_REDIS_TIMEOUT_MS = 2000 };
+
 static void print_quota(const char *slug, json_t *doc)
 {
     printf("org %s, plan %s (source: %s)\n", slug,
@@ -80,7 +84,10 @@ static int show(const struct hm_config *cfg, int argc, char **argv)
     PQfinish(db);
     if (rc != CM_OK)
         return cli_fail(rc, err);
-    struct meter_quota *q = meter_quota_new(cfg, err, sizeof err);
+    struct hm_config patient = *cfg;
+    if (patient.redis_timeout_ms < CLI_REDIS_TIMEOUT_MS)
+        patient.redis_timeout_ms = CLI_REDIS_TIMEOUT_MS;
+    struct meter_quota *q = meter_quota_new(&patient, err, sizeof err);
     if (q == NULL)
         return fprintf(stderr, "hubmeter: %s\n", err), 1;
     struct meter_plan mp;
