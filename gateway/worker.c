@@ -25,6 +25,11 @@
 /* A connection suspended longer than this has its client's socket watched for a hang-up
  * (shorter waits are not worth two epoll_ctl calls). */
 #define WATCH_AFTER_MS 50
+/* While the loop has more to do at once, the records of finished requests collect for up
+ * to this long (or METER_PENDING_MAX of them) and go to the journal in one write; the loop
+ * never waits for events with records unwritten. Under load that is one journal write per
+ * ~25 small requests instead of one per ~4 (a write cost ~5 µs here). */
+#define JOURNAL_DEFER_MS 1
 
 struct gw_worker {
     struct gw *gw;
@@ -46,7 +51,8 @@ struct gw_worker {
     int n_buffers;
     CURL *easies[EASY_POOL];    /* reset easy handles kept for the next requests */
     int n_easies;
-    struct meter_pending *pending; /* usage records of the round, flushed at its end */
+    struct meter_pending *pending; /* usage records of finished requests, not yet journaled */
+    int64_t pending_since_ms;      /* the round end that first found them waiting (0: none) */
     void *mem[GW_MEM_KINDS][MEM_POOL]; /* requests' and streams' memory for the next ones */
     int n_mem[GW_MEM_KINDS];
 };
@@ -334,6 +340,24 @@ static void resume_all(struct gw_worker *w)
     run_ready(w);
 }
 
+static void flush_records(struct gw_worker *w)
+{
+    meter_flush(w->gw->meter, w->pending);
+    w->pending_since_ms = 0;
+}
+
+/* At a round's end: records wait at most JOURNAL_DEFER_MS (see above). */
+static void flush_records_due(struct gw_worker *w)
+{
+    if (meter_pending_count(w->pending) == 0)
+        return;
+    int64_t now = cm_mono_ms();
+    if (w->pending_since_ms == 0)
+        w->pending_since_ms = now;
+    if (now - w->pending_since_ms >= JOURNAL_DEFER_MS)
+        flush_records(w);
+}
+
 static void *loop(void *arg)
 {
     struct gw_worker *w = arg;
@@ -356,6 +380,8 @@ static void *loop(void *arg)
             timeout = (int)(next_timer > now ? next_timer - now : 0);
         if (w->ready != NULL)
             timeout = 0;
+        if (timeout != 0 && w->pending_since_ms != 0)
+            flush_records(w); /* before the loop may sleep */
         int n = epoll_wait(w->epfd, ev, 64, timeout);
         for (int i = 0; i < n; i++) {
             struct gw_watch *wt = ev[i].data.ptr;
@@ -390,13 +416,11 @@ static void *loop(void *arg)
         run_ready(w);
         MHD_run(w->daemon);
         run_ready(w); /* what the handlers and readers asked for during MHD_run */
-        /* The requests that ended in this round: one journal write for all of them,
-         * before the loop can wait again. */
-        meter_flush(w->gw->meter, w->pending);
+        flush_records_due(w);
     }
     resume_all(w);
     MHD_run(w->daemon);
-    meter_flush(w->gw->meter, w->pending);
+    flush_records(w);
     free_gone(w);
     gw_h1_worker_exit();
     current = NULL;
