@@ -313,6 +313,10 @@ void gw_worker_buffer_give(struct gw_worker *w, char *buf);
 /* A curl easy handle from the worker's pool (reset), or a new one; and back. */
 CURL *gw_worker_easy(struct gw_worker *w);
 void gw_worker_easy_give(struct gw_worker *w, CURL *easy);
+/* On w's thread: a handler returned without an answer and without suspending (it looks for
+ * its upstream's head again next round): the loop then waits briefly for events instead of
+ * turning at once (worker.c). */
+void gw_worker_polling(struct gw_worker *w);
 /* Suspends req's connection (from its handler or content reader) until it is woken or
  * due_ms (CLOCK_MONOTONIC ms) comes; its client's hang-up also wakes it. */
 void gw_req_suspend(struct gw_req *req, int64_t due_ms);

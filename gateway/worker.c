@@ -30,6 +30,11 @@
  * never waits for events with records unwritten. Under load that is one journal write per
  * ~25 small requests instead of one per ~4 (a write cost ~5 µs here). */
 #define JOURNAL_DEFER_MS 1
+/* When libmicrohttpd has work at once only because handlers are looking for their
+ * upstream's head (gw_worker_polling), the loop waits up to this long for events instead
+ * of turning at once: the head wakes it as soon as it comes, and until then the core goes
+ * to whoever produces it (with the upstream on the same core, spinning delayed it). */
+#define POLLING_WAIT_US 50
 
 struct gw_worker {
     struct gw *gw;
@@ -53,6 +58,7 @@ struct gw_worker {
     int n_easies;
     struct meter_pending *pending; /* usage records of finished requests, not yet journaled */
     int64_t pending_since_ms;      /* the round end that first found them waiting (0: none) */
+    bool polling;                  /* a handler of this round will look again (see above) */
     void *mem[GW_MEM_KINDS][MEM_POOL]; /* requests' and streams' memory for the next ones */
     int n_mem[GW_MEM_KINDS];
 };
@@ -66,6 +72,12 @@ CURLM *gw_worker_multi(struct gw_worker *w) { return w->multi; }
 int gw_worker_epfd(struct gw_worker *w) { return w->epfd; }
 
 struct MHD_Daemon *gw_worker_daemon(struct gw_worker *w) { return w->daemon; }
+
+void gw_worker_polling(struct gw_worker *w)
+{
+    if (w != NULL)
+        w->polling = true;
+}
 
 struct meter_pending *gw_worker_pending(struct gw_worker *w)
 {
@@ -373,16 +385,26 @@ static void *loop(void *arg)
         int64_t listen_due = gw_acceptor_due(w->gw->acceptor, w->index, now);
         if (listen_due != 0 && (next_timer == 0 || listen_due < next_timer))
             next_timer = listen_due;
-        int timeout = mhd_timeout_ms(w);
+        int timeout = 1000; /* ms, for everything but libmicrohttpd */
         if (w->curl_due_ms >= 0 && w->curl_due_ms - now < timeout)
             timeout = (int)(w->curl_due_ms > now ? w->curl_due_ms - now : 0);
         if (next_timer != 0 && next_timer - now < timeout)
             timeout = (int)(next_timer > now ? next_timer - now : 0);
         if (w->ready != NULL)
             timeout = 0;
+        int mhd_timeout = mhd_timeout_ms(w);
+        bool brief = mhd_timeout == 0 && timeout != 0 && w->polling;
+        if (mhd_timeout < timeout)
+            timeout = mhd_timeout;
         if (timeout != 0 && w->pending_since_ms != 0)
             flush_records(w); /* before the loop may sleep */
-        int n = epoll_wait(w->epfd, ev, 64, timeout);
+        int n;
+        if (brief) {
+            struct timespec wait = {0, POLLING_WAIT_US * 1000};
+            n = epoll_pwait2(w->epfd, ev, 64, &wait, NULL);
+        } else {
+            n = epoll_wait(w->epfd, ev, 64, timeout);
+        }
         for (int i = 0; i < n; i++) {
             struct gw_watch *wt = ev[i].data.ptr;
             if (wt->kind == GW_W_GONE) {
@@ -414,6 +436,7 @@ static void *loop(void *arg)
         }
         free_gone(w);
         run_ready(w);
+        w->polling = false;
         MHD_run(w->daemon);
         run_ready(w); /* what the handlers and readers asked for during MHD_run */
         flush_records_due(w);
