@@ -277,11 +277,12 @@ void gw_worker_free(struct gw_worker *w);
 struct gw_worker *gw_worker_self(void);
 int gw_worker_epfd(struct gw_worker *w);
 struct MHD_Daemon *gw_worker_daemon(struct gw_worker *w);
-/* Memory for a request (struct gw_req), a stream or a block of its response head, kept by
- * the worker between requests (each kind always of one size):
+/* Memory for a request (struct gw_req), a stream, a block of its response head or a small
+ * body handed to libmicrohttpd, kept by the worker between requests (each kind always of one
+ * size):
  * the caller initialises it; gw_worker_mem_give takes it back on w's thread (elsewhere, or
  * beyond what is kept, it is freed). Both malloc-compatible. */
-enum gw_mem { GW_MEM_REQ, GW_MEM_STREAM, GW_MEM_HEAD_BLOCK, GW_MEM_KINDS };
+enum gw_mem { GW_MEM_REQ, GW_MEM_STREAM, GW_MEM_HEAD_BLOCK, GW_MEM_SMALL_BODY, GW_MEM_KINDS };
 void *gw_worker_mem(struct gw_worker *w, enum gw_mem kind, size_t size);
 void gw_worker_mem_give(struct gw_worker *w, enum gw_mem kind, void *p);
 /* The usage records w collects in its loop round (flushed at the round's end), on w's own

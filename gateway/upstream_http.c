@@ -263,14 +263,35 @@ static int build_request(struct stream *s, struct MHD_Connection *c, const char 
 }
 
 /* Builds the client response from the upstream's head; NULL when out of memory. */
+/* libmicrohttpd is done with a small body's block (on the worker's thread: it is kept). */
+static void small_body_done(void *block)
+{
+    gw_worker_mem_give(gw_worker_self(), GW_MEM_SMALL_BODY, block);
+}
+
+static struct MHD_Response *whole_response(struct stream *s)
+{
+    void *block = s->len <= SMALL_BODY
+                      ? gw_worker_mem(s->worker, GW_MEM_SMALL_BODY, SMALL_BODY)
+                      : NULL;
+    if (block == NULL)
+        return MHD_create_response_from_buffer(s->len, s->buf + s->start,
+                                               MHD_RESPMEM_MUST_COPY);
+    memcpy(block, s->buf + s->start, s->len);
+    struct MHD_Response *resp = MHD_create_response_from_buffer_with_free_callback_cls(
+        s->len, block, small_body_done, block);
+    if (resp == NULL)
+        small_body_done(block);
+    return resp;
+}
+
 static struct MHD_Response *make_response(struct stream *s, bool whole)
 {
     bool bodyless = s->status == 204 || s->status == 304;
     uint64_t size = bodyless ? 0 : s->has_length ? s->length : MHD_SIZE_UNKNOWN;
     struct MHD_Response *resp =
         bodyless ? MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT)
-        : whole  ? MHD_create_response_from_buffer(s->len, s->buf + s->start,
-                                                   MHD_RESPMEM_MUST_COPY)
+        : whole  ? whole_response(s)
                  : MHD_create_response_from_callback(
                        size, size > LARGE_BODY ? LARGE_BLOCK : SEND_BLOCK, read_body, s,
                        stream_free);

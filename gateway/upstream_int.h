@@ -24,6 +24,10 @@
 /* A response whose whole body is already here (up to this size) is handed to MHD as one
  * buffer: head and body go out together, without a content reader. */
 #define WHOLE_MAX (64 * 1024)
+/* Whole bodies up to this size are copied into a block the worker keeps for the next one
+ * (GW_MEM_SMALL_BODY) instead of a fresh malloc: a malloc from 1 KiB up made glibc
+ * consolidate the small chunks the previous response's headers had freed, every request. */
+#define SMALL_BODY (4 * 1024)
 #define HEADER_MAX 100
 
 struct h1conn;
