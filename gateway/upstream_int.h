@@ -20,7 +20,7 @@
 #define SLOW_READ (256 * 1024)
 #define FAST_DRAIN_MS 10
 #define UPLOAD_BUFFER (256 * 1024)
-#define EARLY_POLLS 2 /* loop rounds a request looks for its upstream's head before suspending */
+#define EARLY_POLLS 3 /* loop rounds a request looks for its upstream's head before suspending */
 /* A response whose whole body is already here (up to this size) is handed to MHD as one
  * buffer: head and body go out together, without a content reader. */
 #define WHOLE_MAX (64 * 1024)
