@@ -185,18 +185,33 @@ void th_hubmeter(struct th_run *r, const char *const *env, const char *const *ar
               "sanitizer report from hubmeter %s:\n%s", args[0], r->err);
 }
 
+/* A port that is free now, below the kernel's ephemeral range (32768 up by default): a port
+ * the kernel handed out for binding to port 0 is also one it may give the next outgoing
+ * connection before the gateway binds it (seen: "Address already in use" at start). */
 int th_free_port(void)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t sl = sizeof sa;
-    cr_assert(bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0);
-    getsockname(fd, (struct sockaddr *)&sa, &sl);
-    close(fd);
-    return ntohs(sa.sin_port);
+    static _Atomic unsigned calls;
+    unsigned seed = (unsigned)getpid() * 2654435761u ^ (unsigned)th_now_ms() ^
+                    atomic_fetch_add(&calls, 1) * 40503u;
+    for (int attempt = 0; attempt < 500; attempt++) {
+        int port = 20000 + (int)(rand_r(&seed) % 12000);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        cr_assert(fd >= 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+        close(fd);
+        if (ok)
+            return port;
+    }
+    cr_assert_fail("no free port in 20000-31999");
+    return -1;
 }
 
-void th_gateway_start(struct th_gateway *g, const char *const *env)
+/* Starts the gateway on ports of its own; false when it exited at start because one of
+ * them was taken meanwhile (then the caller tries other ports). */
+static bool gateway_try_start(struct th_gateway *g, const char *const *env)
 {
     g->port = th_free_port();
     snprintf(g->base, sizeof g->base, "http://127.0.0.1:%d", g->port);
@@ -234,16 +249,24 @@ void th_gateway_start(struct th_gateway *g, const char *const *env)
         long status = r.status;
         th_response_free(&r);
         if (status == 200)
-            return;
+            return true;
         int st;
         if (waitpid(g->pid, &st, WNOHANG) == g->pid) {
             char log[4096];
             slurp(g->log, log, sizeof log);
+            if (strstr(log, "(in use") != NULL) /* hubmeter: "cannot listen on … (in use, …)" */
+                return false;
             cr_assert_fail("the gateway exited at start:\n%s", log);
         }
         cr_assert(th_now_ms() < deadline, "the gateway did not become healthy in 15 s");
         usleep(50 * 1000);
     }
+}
+
+void th_gateway_start(struct th_gateway *g, const char *const *env)
+{
+    for (int attempt = 1; !gateway_try_start(g, env); attempt++)
+        cr_assert(attempt < 3, "the gateway's ports were taken at start, 3 times");
 }
 
 bool th_log_contains(const struct th_gateway *g, const char *text)
