@@ -39,17 +39,15 @@ struct meter *meter_new(const struct hm_config *cfg, char *err, size_t errlen);
 void meter_record(struct meter *m, const struct meter_record *rec);
 /* Records one thread collects and hands over together: one journal write and one lock for
  * all of them (a gateway worker collects the requests that end in one loop round and
- * flushes before it waits for events again). Owned by one thread. meter_record_later keeps
- * a copy of rec (p NULL: meter_record), flushing first when METER_PENDING_MAX wait;
- * meter_flush journals and aggregates what waits; meter_pending_count says how many wait;
- * meter_pending_free flushes, then frees (NULL: no-op). A record waiting here is lost to a
- * kill -9, as a request still running is. */
+ * flushes at the round's end). Owned by one thread. meter_record_later keeps a copy
+ * of rec (p NULL: meter_record), flushing first when METER_PENDING_MAX wait; meter_flush
+ * journals and aggregates what waits; meter_pending_free flushes, then frees (NULL: no-op).
+ * A record waiting here is lost to a kill -9, as a request still running is. */
 #define METER_PENDING_MAX 64
 struct meter_pending;
 struct meter_pending *meter_pending_new(void);
 void meter_record_later(struct meter *m, struct meter_pending *p, const struct meter_record *rec);
 void meter_flush(struct meter *m, struct meter_pending *p);
-size_t meter_pending_count(const struct meter_pending *p);
 void meter_pending_free(struct meter *m, struct meter_pending *p);
 /* True when the last ship attempt reached Redis. */
 bool meter_redis_ok(struct meter *m);

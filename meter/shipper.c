@@ -112,8 +112,6 @@ void meter_flush(struct meter *m, struct meter_pending *p)
     p->n = 0;
 }
 
-size_t meter_pending_count(const struct meter_pending *p) { return p != NULL ? p->n : 0; }
-
 void meter_pending_free(struct meter *m, struct meter_pending *p)
 {
     meter_flush(m, p);
