@@ -262,7 +262,6 @@ static int build_request(struct stream *s, struct MHD_Connection *c, const char 
     return CM_OK;
 }
 
-/* Builds the client response from the upstream's head; NULL when out of memory. */
 /* libmicrohttpd is done with a small body's block (on the worker's thread: it is kept). */
 static void small_body_done(void *block)
 {
@@ -285,6 +284,7 @@ static struct MHD_Response *whole_response(struct stream *s)
     return resp;
 }
 
+/* Builds the client response from the upstream's head; NULL when out of memory. */
 static struct MHD_Response *make_response(struct stream *s, bool whole)
 {
     bool bodyless = s->status == 204 || s->status == 304;
@@ -349,6 +349,15 @@ static enum MHD_Result respond(struct gw_req *req, struct MHD_Connection *c, str
     return gw_reply(req, c, status, resp);
 }
 
+/* req's handler returns without an answer and looks for the upstream's head in the next
+ * EARLY_POLLS rounds before suspending (see the end of gw_upstream_http). */
+static enum MHD_Result look_in_next_rounds(struct gw_req *req, struct stream *s)
+{
+    req->early_polls = EARLY_POLLS;
+    gw_worker_polling(s->worker);
+    return MHD_YES;
+}
+
 enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, const char *url,
                                  bool with_body, bool follow)
 {
@@ -373,9 +382,7 @@ enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, c
                                   "the upstream could not be reached");
         }
         req->stream = s;
-        req->early_polls = EARLY_POLLS; /* see below */
-        gw_worker_polling(s->worker);
-        return MHD_YES;
+        return look_in_next_rounds(req, s);
     }
     s->easy = gw_worker_easy(s->worker);
     s->buf = gw_worker_buffer(s->worker);
@@ -403,9 +410,7 @@ enum MHD_Result gw_upstream_http(struct gw_req *req, struct MHD_Connection *c, c
      * (gw_worker_polling), 3 rounds (EARLY_POLLS) use ~10 % less CPU per request than 2.
      * After them the connection is suspended until the head, a failure or the first-byte
      * timeout: the wait is bounded, never a spin. */
-    req->early_polls = EARLY_POLLS;
-    gw_worker_polling(s->worker);
-    return MHD_YES;
+    return look_in_next_rounds(req, s);
 }
 
 void gw_upstream_http_done(CURL *easy, CURLcode result)
