@@ -5,13 +5,17 @@
  * shared by every core (libmicrohttpd's own accept let the first worker woken take a
  * whole burst: all 8 range streams of one client ended on one core). A connection dealt
  * to another worker waits in that worker's inbox until its loop, woken, hands it to its
- * daemon. The connection limits still apply: libmicrohttpd runs the accept policy
- * (watchdog.c) for every connection added. Owns the workers' dups of the listening
- * socket and the inboxes.
+ * daemon. Connections go to every worker unless all of them may run only on the same
+ * CPUs and those are fewer than the workers (the process pinned with taskset, a
+ * container's cpuset): then only to as many workers as there are CPUs, since loops that
+ * share a CPU only take turns on it, each turn a context switch. The connection limits
+ * still apply: libmicrohttpd runs the accept policy (watchdog.c) for every connection
+ * added. Owns the workers' dups of the listening socket and the inboxes.
  */
 #include "gateway/gw_int.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -20,6 +24,7 @@
 
 #define ACCEPT_BATCH 16     /* connections accepted per wake-up of one worker */
 #define FD_LIMIT_PAUSE_MS 100 /* out of descriptors: listening pauses this long */
+#define CPU_CHECK_MS 1000     /* the workers' CPU sets are looked at this often, at most */
 
 struct pending {
     int fd;
@@ -43,6 +48,9 @@ struct gw_acceptor {
     struct gw_watch watches[GW_MAX_WORKERS];
     struct inbox inbox[GW_MAX_WORKERS];
     _Atomic unsigned next; /* round-robin */
+    _Atomic pid_t tids[GW_MAX_WORKERS]; /* each worker's thread, once its loop runs */
+    _Atomic unsigned dealt_to;          /* connections go to workers 0 .. dealt_to-1 */
+    _Atomic int64_t cpus_checked_ms;
 };
 
 static bool watch(struct gw_acceptor *a, int i, bool on)
@@ -91,13 +99,44 @@ static void add(struct gw_acceptor *a, int i, const struct pending *p)
                        (const struct sockaddr *)&p->addr, p->len);
 }
 
+void gw_acceptor_running(struct gw_acceptor *a, int self)
+{
+    atomic_store(&a->tids[self], gettid());
+}
+
+/* How many of the n workers get connections (see the header): n, or the number of CPUs
+ * when every worker has the same, smaller CPU set. Rereads the sets at most every
+ * CPU_CHECK_MS (a process can be pinned after it started) and logs a change. */
+static unsigned dealt_to(struct gw_acceptor *a, unsigned n)
+{
+    int64_t now = cm_mono_ms();
+    unsigned d = atomic_load(&a->dealt_to);
+    if (d != 0 && now - atomic_load(&a->cpus_checked_ms) < CPU_CHECK_MS)
+        return d < n ? d : n;
+    atomic_store(&a->cpus_checked_ms, now);
+    cpu_set_t first, set;
+    bool same = true;
+    CPU_ZERO(&first);
+    for (unsigned i = 0; i < n && same; i++) {
+        pid_t tid = atomic_load(&a->tids[i]);
+        cpu_set_t *into = i == 0 ? &first : &set;
+        same = tid != 0 && sched_getaffinity(tid, sizeof *into, into) == 0 &&
+               (i == 0 || CPU_EQUAL(&first, &set));
+    }
+    int cpus = CPU_COUNT(&first);
+    unsigned fresh = same && cpus >= 1 && (unsigned)cpus < n ? (unsigned)cpus : n;
+    if (atomic_exchange(&a->dealt_to, fresh) != fresh && (d != 0 || fresh != n))
+        cm_log(CM_LOG_INFO, "connections_dealt", "workers=%u of=%u cpus=%d", fresh, n, cpus);
+    return fresh;
+}
+
 static void deal(struct gw_acceptor *a, int self, const struct pending *p)
 {
     /* Workers attach in order, each before its count is stored: self is attached. */
     unsigned n = (unsigned)atomic_load(&a->n);
     if ((unsigned)self >= n)
         n = (unsigned)self + 1;
-    int i = (int)(atomic_fetch_add(&a->next, 1) % n);
+    int i = (int)(atomic_fetch_add(&a->next, 1) % dealt_to(a, n));
     if (i == self) {
         add(a, i, p);
         return;

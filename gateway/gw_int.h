@@ -298,6 +298,8 @@ struct gw_acceptor *gw_acceptor_new(void);
 int gw_acceptor_attach(struct gw_acceptor *a, struct gw_worker *w, int index, int listen_fd);
 /* On worker self's thread: accepts what waits and deals it round-robin. */
 void gw_acceptor_accept(struct gw_acceptor *a, int self);
+/* Called by worker self's loop thread when it starts (its CPU set is then known). */
+void gw_acceptor_running(struct gw_acceptor *a, int self);
 /* On worker self's thread: hands the connections dealt to it to its daemon. */
 void gw_acceptor_take(struct gw_acceptor *a, int self);
 /* On worker self's thread: resumes listening after a pause for want of descriptors;

@@ -380,6 +380,16 @@ static void wait_for_stop(struct gw *gw, const struct hm_config *cfg)
                (long long)atomic_load(&gw->metrics.in_flight));
 }
 
+/* The CPUs this process may run on (its affinity: taskset, a container's cpuset). */
+static int usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus > 0 ? (int)cpus : 1;
+}
+
 int gw_serve(const struct hm_config *cfg)
 {
     /* Block the stop signals in every thread; this thread waits for them below. */
@@ -453,8 +463,7 @@ int gw_serve(const struct hm_config *cfg)
      * glibc's moving threshold would serve it from the heap once the first one is freed,
      * and calloc would zero all of it. */
     mallopt(M_MMAP_THRESHOLD, GW_MMAP_THRESHOLD);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    int n = cfg->workers ? (int)cfg->workers : cpus > 0 ? (int)cpus : 1;
+    int n = cfg->workers ? (int)cfg->workers : usable_cpus();
     for (gw.n_workers = 0; gw.n_workers < n && gw.n_workers < GW_MAX_WORKERS; gw.n_workers++)
         if ((gw.workers[gw.n_workers] = gw_worker_start(&gw, gw.n_workers, start_daemon)) ==
             NULL) {

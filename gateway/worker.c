@@ -350,6 +350,7 @@ static void *loop(void *arg)
 {
     struct gw_worker *w = arg;
     current = w;
+    gw_acceptor_running(w->gw->acceptor, w->index);
     struct epoll_event ev[64];
     while (!atomic_load(&w->stop)) {
         if (atomic_load(&w->quiesce) && !w->quiesced) {

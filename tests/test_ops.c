@@ -7,7 +7,9 @@
  * set only configuration keys hubmeter knows, with secrets from the environment.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <jansson.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +46,7 @@ static void start_with(const char *extra)
 
 static void start(void) { start_with(NULL); }
 static void start_json(void) { start_with("HUBMETER_ACCESS_LOG_FORMAT=json"); }
+static void start_two_loops(void) { start_with("HUBMETER_WORKERS=2"); }
 
 static void stop(void)
 {
@@ -545,3 +548,50 @@ Test(ops, systemd_unit_runs_serve_with_an_environment_file_of_known_keys)
     json_decref(keys);
 }
 
+
+/* Sets the CPU set of every thread of pid (as `taskset -a -p` does). */
+static void pin_all_threads(pid_t pid, const cpu_set_t *set)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            cr_assert_eq(sched_setaffinity((pid_t)atoi(e->d_name), sizeof *set, set), 0);
+    closedir(d);
+}
+
+/* Keyed downloads on fresh connections until the log shows text (or 5 s pass). */
+static bool dealt_within_5s(const char *text)
+{
+    for (int64_t until = th_now_ms() + 5000; th_now_ms() < until;) {
+        cr_assert_eq(get("/acme/model/resolve/main/config.json", auth), 200);
+        if (th_log_contains(&gw, text))
+            return true;
+        usleep(100 * 1000);
+    }
+    return false;
+}
+
+Test(ops, a_gateway_pinned_to_fewer_cpus_than_loops_deals_connections_to_that_many,
+     .init = start_two_loops, .fini = stop)
+{
+    cpu_set_t all, one;
+    cr_assert_eq(sched_getaffinity(0, sizeof all, &all), 0);
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &all)) {
+            CPU_SET(c, &one);
+            break;
+        }
+    pin_all_threads(gw.pid, &one);
+    cr_assert(dealt_within_5s("event=connections_dealt workers=1 of=2 cpus=1"),
+              "pinned to one CPU, the gateway deals new connections to one of its two loops");
+    if (CPU_COUNT(&all) < 2)
+        return; /* a one-CPU machine: the two loops always share it */
+    pin_all_threads(gw.pid, &all);
+    cr_assert(dealt_within_5s("event=connections_dealt workers=2 of=2"),
+              "given its CPUs back, the gateway deals to both loops again");
+}
