@@ -508,6 +508,9 @@ small_requests() { # small_requests NAME URL [WRK ARGS...]
   R[non2xx.$name]=$(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' "$f")
   R[sockerr.$name]=$(sed -n 's/^ *Socket errors: *//p' "$f")
   R[total.$name]=$(awk '/requests in/ { print $1 }' "$f")
+  # The proxy's CPU per request, µs: less hostage to the machine's speed than requests/s.
+  R[us.$name]=$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" -v n="${R[total.$name]:-0}" \
+    'BEGIN { if (n > 0) printf "%.1f", (b - a) / hz * 1e6 / n }')
 }
 
 log "b. 1 KiB, wrk -t1 -c$WRK_CONNS -d${WRK_SECS}s on core 1, proxies pinned to core 0"
@@ -515,18 +518,21 @@ snap
 pin 0
 # Rounds of the three in turn; each figure is the median of its rounds (the last round's
 # latency, CPU and wrk details are reported), the per-round figures go to the details.
-declare -A RPS_ROUNDS=()
+declare -A RPS_ROUNDS=() US_ROUNDS=()
 for ((round = 1; round <= ROUNDS; round++)); do
   small_requests nginx "$N_URL/1k.bin"
   small_requests hubmeter "$H_URL/1k.bin" -H "$AUTH"
   small_requests hubmeterq "$H_URL/1k.bin" -H "$AUTHQ"
   for name in nginx hubmeter hubmeterq; do
     RPS_ROUNDS[$name]="${RPS_ROUNDS[$name]:-} ${R[rps.$name]:-}"
+    US_ROUNDS[$name]="${US_ROUNDS[$name]:-} ${R[us.$name]:-}"
   done
 done
 median() { tr ' ' '\n' | awk 'NF' | sort -n | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'; }
 for name in nginx hubmeter hubmeterq; do
   R[rps.$name]=$(median <<<"${RPS_ROUNDS[$name]:-}")
+  R[us.$name]=$(median <<<"${US_ROUNDS[$name]:-}")
+  R[usrounds.$name]=$(xargs <<<"${US_ROUNDS[$name]:-}" | tr ' ' '/')
 done
 R[rounds]=$(for name in nginx hubmeter hubmeterq; do printf '%s%s %s' "${sep:-}" "$name" \
   "$(xargs <<<"${RPS_ROUNDS[$name]:-}" | tr ' ' '/')"; sep='; '; done)
@@ -672,6 +678,7 @@ CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
   echo "- 1 GiB MB/s per round (the proxies in turn; the table gives the best): single stream nginx $(v "${LARGE_ROUNDS[single.nginx]:-}"), hubmeter $(v "${LARGE_ROUNDS[single.hubmeter]:-}"), hubmeter with quotas $(v "${LARGE_ROUNDS[single.hubmeterq]:-}"); $PARALLEL ranges nginx $(v "${LARGE_ROUNDS[ranges.nginx]:-}"), hubmeter $(v "${LARGE_ROUNDS[ranges.hubmeter]:-}")."
   echo "- Origin alone (no proxy): single stream $(v "${R[single.origin]:-}") MB/s, $PARALLEL ranges $(v "${R[ranges.origin]:-}") MB/s."
   echo "- wrk: nginx $(v "${R[total.nginx]:-}") requests in ${WRK_SECS} s, non-2xx: $(v "${R[non2xx.nginx]:-0}"), socket errors: $(v "${R[sockerr.nginx]:-none}"); hubmeter $(v "${R[total.hubmeter]:-}") requests, non-2xx: $(v "${R[non2xx.hubmeter]:-0}"), socket errors: $(v "${R[sockerr.hubmeter]:-none}")."
+  echo "- The proxy's CPU per 1 KiB request (µs, from /proc; per round, then the median): nginx $(v "${R[usrounds.nginx]:-}") ($(v "${R[us.nginx]:-}")), hubmeter $(v "${R[usrounds.hubmeter]:-}") ($(v "${R[us.hubmeter]:-}")), with quotas $(v "${R[usrounds.hubmeterq]:-}") ($(v "${R[us.hubmeterq]:-}")). The proxy shares core 0 with the part of the origin's work the scheduler puts there, so requests/s follow this only in part."
   echo "- CPU used by the proxy during the measured wrk run (100% = all of core 0): nginx $(v "${R[cpu.nginx]:-}")%, hubmeter $(v "${R[cpu.hubmeter]:-}")% (Redis/PostgreSQL not included). Change in TIME_WAIT sockets to/from the origin over that run (approximate count of upstream connections opened and closed): nginx $(v "${R[tw.nginx]:-}"), hubmeter $(v "${R[tw.hubmeter]:-}")."
   echo "- Idle RSS before the slow downloads: nginx $(v "${R[idle.nginx]:-}") MiB (master + 2 workers), hubmeter $(v "${R[idle.hubmeter]:-}") MiB; hubmeter peak threads: $(v "${R[threads.hubmeter]:-}")."
   echo "- Slow clients, nginx: \`$(v "${R[slow.nginx]:-}")\`"
