@@ -559,7 +559,8 @@ static void pin_all_threads(pid_t pid, const cpu_set_t *set)
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
         if (e->d_name[0] != '.')
-            cr_assert_eq(sched_setaffinity((pid_t)atoi(e->d_name), sizeof *set, set), 0);
+            cr_assert_eq(sched_setaffinity((pid_t)strtol(e->d_name, NULL, 10), sizeof *set, set),
+                         0);
     closedir(d);
 }
 
