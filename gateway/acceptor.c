@@ -49,8 +49,11 @@ struct gw_acceptor {
     struct inbox inbox[GW_MAX_WORKERS];
     _Atomic unsigned next; /* round-robin */
     _Atomic pid_t tids[GW_MAX_WORKERS]; /* each worker's thread, once its loop runs */
-    _Atomic unsigned dealt_to;          /* connections go to workers 0 .. dealt_to-1 */
+    /* Connections go to workers 0 .. d-1, d found for `of` workers: (of << 32) | d; 0 until
+     * first found. One thread at a time looks at the CPU sets (cpus_lock). */
+    _Atomic uint64_t dealing;
     _Atomic int64_t cpus_checked_ms;
+    pthread_mutex_t cpus_lock;
 };
 
 static bool watch(struct gw_acceptor *a, int i, bool on)
@@ -74,6 +77,7 @@ struct gw_acceptor *gw_acceptor_new(void)
         a->fds[i] = -1;
         pthread_mutex_init(&a->inbox[i].lock, NULL);
     }
+    pthread_mutex_init(&a->cpus_lock, NULL);
     return a;
 }
 
@@ -105,15 +109,17 @@ void gw_acceptor_running(struct gw_acceptor *a, int self)
 }
 
 /* How many of the n workers get connections (see the header): n, or the number of CPUs
- * when every worker has the same, smaller CPU set. Rereads the sets at most every
- * CPU_CHECK_MS (a process can be pinned after it started) and logs a change. */
+ * when every worker has the same, smaller CPU set. Looks at the sets again at most every
+ * CPU_CHECK_MS (a process can be pinned after it started), or at once when n changed (the
+ * workers attach one by one), and logs when dealing becomes restricted or stops being. */
 static unsigned dealt_to(struct gw_acceptor *a, unsigned n)
 {
+    uint64_t v = atomic_load(&a->dealing);
+    unsigned d = (unsigned)v, of = (unsigned)(v >> 32);
     int64_t now = cm_mono_ms();
-    unsigned d = atomic_load(&a->dealt_to);
-    if (d != 0 && now - atomic_load(&a->cpus_checked_ms) < CPU_CHECK_MS)
-        return d < n ? d : n;
-    atomic_store(&a->cpus_checked_ms, now);
+    if ((of == n && now - atomic_load(&a->cpus_checked_ms) < CPU_CHECK_MS) ||
+        pthread_mutex_trylock(&a->cpus_lock) != 0) /* another worker is looking */
+        return of == n ? d : n;
     cpu_set_t first, set;
     bool same = true;
     CPU_ZERO(&first);
@@ -125,8 +131,12 @@ static unsigned dealt_to(struct gw_acceptor *a, unsigned n)
     }
     int cpus = CPU_COUNT(&first);
     unsigned fresh = same && cpus >= 1 && (unsigned)cpus < n ? (unsigned)cpus : n;
-    if (atomic_exchange(&a->dealt_to, fresh) != fresh && (d != 0 || fresh != n))
+    bool was_restricted = v != 0 && d < of, restricted = fresh < n;
+    if (restricted != was_restricted || (restricted && fresh != d))
         cm_log(CM_LOG_INFO, "connections_dealt", "workers=%u of=%u cpus=%d", fresh, n, cpus);
+    atomic_store(&a->dealing, (uint64_t)n << 32 | fresh);
+    atomic_store(&a->cpus_checked_ms, now);
+    pthread_mutex_unlock(&a->cpus_lock);
     return fresh;
 }
 
@@ -238,5 +248,6 @@ void gw_acceptor_free(struct gw_acceptor *a)
         free(a->inbox[i].items);
         pthread_mutex_destroy(&a->inbox[i].lock);
     }
+    pthread_mutex_destroy(&a->cpus_lock);
     free(a);
 }
