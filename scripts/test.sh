@@ -141,6 +141,10 @@ skips=""
 [ -z "${HM_TEST_CLIENTS_MISSING:-}" ] ||
     skips=" (2 @huggingface/hub tests SKIPPED: $HM_TEST_CLIENTS_MISSING)"
 if [ "$failed" -ne 0 ]; then
+    # Repeated at the end, where a CI log's tail shows it: which tests failed, and why.
+    echo "== what failed" >&2
+    grep -hE '^\[(FAIL|----)\]|Timed out|CRASH|Sanitizer|runtime error' "$logs"/*.log |
+        tail -n 40 >&2 || true
     echo "FAILED: $failed of $# suites" >&2
     echo "$passing passed, $((failing > 0 ? failing : failed)) failed$skips"
     exit 1
