@@ -12,8 +12,8 @@ export HM_REDIS_PORT=${HM_TEST_REDIS_PORT:-63809}
 nginx_port=${HM_TEST_NGINX_PORT:-18439}
 
 cleanup() {
-    # Gateways of tests that died before their teardown.
-    pkill -TERM -f "^$root/build/san/hubmeter serve" 2>/dev/null || true
+    # Gateways, flushers and CLI runs of tests that failed or died before their teardown.
+    pkill -TERM -f "^$root/build/san/hubmeter " 2>/dev/null || true
     bash scripts/services.sh nginx-stop "$dir" >/dev/null 2>&1 || true
     bash scripts/services.sh stop "$dir" >/dev/null 2>&1 || true
 }
