@@ -411,6 +411,47 @@ Test(quota, the_quota_endpoint_and_cli_report_what_the_headers_say, .timeout = 1
     th_gateway_stop(&g);
 }
 
+/* A plan without a byte rate leases 8 MiB at a time. What a long download held when it
+ * ended goes back: the month counts exactly the bytes sent, and the renewals stay one per
+ * 8 MiB. */
+static void long_download_charges_what_it_sent(const char *upstream)
+{
+    setup_plan(upstream, NULL, (const char *[]){"--monthly-bytes", "1000000000", NULL});
+    struct th_gateway g;
+    start_gateway(&g, NULL);
+    long calls0 = metric(&g, "hubmeter_quota_redis_calls_total");
+    for (int i = 1; i <= 2; i++) {
+        _Atomic uint64_t received = 0;
+        long status = 0;
+        char u[256];
+        snprintf(u, sizeof u, "%s/acme/model/resolve/main/big.bin", g.base);
+        th_http_for(u, (const char *[]){auth, NULL}, 60000, &received, &status);
+        cr_assert_eq(status, 200);
+        cr_assert_eq(atomic_load(&received), 64u << 20);
+        usleep(300 * 1000); /* the unused lease goes back after the response */
+        json_t *doc = quota_doc(&g);
+        cr_assert_eq(json_integer_value(json_object_get(json_object_get(doc, "month"), "used")),
+                     (json_int_t)i * (64 << 20), "download %d: the month counts the bytes sent",
+                     i);
+        json_decref(doc);
+    }
+    long calls = metric(&g, "hubmeter_quota_redis_calls_total") - calls0;
+    /* Per download: the admission (3 calls the first time: the month's counter is seeded),
+     * 8 leases of 8 MiB at most, the quota read. */
+    cr_assert_leq(calls, 2 * (3 + 8 + 1), "%ld Redis calls for two 64 MiB downloads", calls);
+    th_gateway_stop(&g);
+}
+
+Test(quota, a_long_download_is_charged_what_it_sent_nginx, .timeout = 120)
+{
+    long_download_charges_what_it_sent(th_env("HM_TEST_NGINX_URL"));
+}
+
+Test(quota, a_long_download_is_charged_what_it_sent_file, .timeout = 120)
+{
+    long_download_charges_what_it_sent(file_upstream());
+}
+
 Test(quota, a_busy_org_is_admitted_from_local_pools_and_unused_tokens_go_back, .timeout = 120)
 {
     /* One token a second, a bucket of 100: the test's requests come from the burst. */
