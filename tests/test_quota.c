@@ -262,6 +262,18 @@ Test(quota, bytes_are_shaped_to_the_plan_rate_across_connections_and_gateways_fi
     shaped_rate(file_upstream());
 }
 
+/* Downloads big.bin (64 MiB) whole, as the org; the body bytes received. */
+static uint64_t download_big(const struct th_gateway *g)
+{
+    _Atomic uint64_t received = 0;
+    long status = 0;
+    char u[256];
+    snprintf(u, sizeof u, "%s/acme/model/resolve/main/big.bin", g->base);
+    th_http_for(u, (const char *[]){auth, NULL}, 60000, &received, &status);
+    cr_assert_eq(status, 200);
+    return atomic_load(&received);
+}
+
 Test(quota, a_monthly_quota_crossing_refuses_new_downloads_and_lets_the_running_one_finish,
      .timeout = 120)
 {
@@ -275,13 +287,7 @@ Test(quota, a_monthly_quota_crossing_refuses_new_downloads_and_lets_the_running_
     cr_assert_eq(rem, 10000000, "nothing is used yet");
     th_response_free(&r);
     /* 64 MiB against a 10 MB month: admitted while under, it runs to its end. */
-    _Atomic uint64_t received = 0;
-    long status = 0;
-    char u[256];
-    snprintf(u, sizeof u, "%s/acme/model/resolve/main/big.bin", g.base);
-    th_http_for(u, (const char *[]){auth, NULL}, 60000, &received, &status);
-    cr_assert_eq(status, 200);
-    cr_assert_eq(atomic_load(&received), 64u << 20, "the running download finishes whole");
+    cr_assert_eq(download_big(&g), 64u << 20, "the running download finishes whole");
     get(&g, "GET", "/acme/model/resolve/main/config.json", NULL, &r);
     assert_refusal(&r, "monthly_bytes");
     long retry = header_num(&r, "Retry-After");
@@ -421,13 +427,7 @@ static void long_download_charges_what_it_sent(const char *upstream)
     start_gateway(&g, NULL);
     long calls0 = metric(&g, "hubmeter_quota_redis_calls_total");
     for (int i = 1; i <= 2; i++) {
-        _Atomic uint64_t received = 0;
-        long status = 0;
-        char u[256];
-        snprintf(u, sizeof u, "%s/acme/model/resolve/main/big.bin", g.base);
-        th_http_for(u, (const char *[]){auth, NULL}, 60000, &received, &status);
-        cr_assert_eq(status, 200);
-        cr_assert_eq(atomic_load(&received), 64u << 20);
+        cr_assert_eq(download_big(&g), 64u << 20);
         usleep(300 * 1000); /* the unused lease goes back after the response */
         json_t *doc = quota_doc(&g);
         cr_assert_eq(json_integer_value(json_object_get(json_object_get(doc, "month"), "used")),
