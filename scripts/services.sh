@@ -122,7 +122,7 @@ redis_start() {
   rm -f "$(redis_pidfile)"
   redis-server --daemonize yes \
     --bind 127.0.0.1 --port "$port" --protected-mode yes \
-    --dir "$DIR/redis" --databases 64 \
+    --dir "$DIR/redis" --databases 1024 \
     --appendonly yes --save '' \
     --pidfile "$(redis_pidfile)" --logfile "$DIR/redis/redis.log" \
     </dev/null >/dev/null 9>&- ||

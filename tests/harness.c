@@ -12,11 +12,11 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -89,7 +89,7 @@ void th_redis_new(char *url, size_t len)
     cr_assert(c != NULL && !c->err, "cannot connect to Redis at %s", base);
     redisReply *r = redisCommand(c, "INCR hm:test:next-db");
     cr_assert(r != NULL && r->type == REDIS_REPLY_INTEGER);
-    int db = (int)(r->integer % 63) + 1;
+    int db = (int)(r->integer % 1023) + 1; /* reused only after 1023 newer tests */
     freeReplyObject(r);
     freeReplyObject(redisCommand(c, "SELECT %d", db));
     freeReplyObject(redisCommand(c, "FLUSHDB"));
@@ -135,6 +135,10 @@ static void slurp(const char *path, char *out, size_t len)
 
 /* Starts the sanitized hubmeter with args (NULL-terminated) and env on top of the
  * harness environment; stdout and stderr go to the given files (opened with flags). */
+/* Runs the hubmeter binary with args and extra env, stdin from /dev/null. The child is
+ * killed when the test process that started it dies (a failed assertion ends the test
+ * before its cleanup runs), so a left-over gateway or flusher can never read the next
+ * test's usage stream. Call it from the test's main thread: the signal follows the thread. */
 static pid_t spawn_bin(const char *const *args, const char *const *env, const char *out,
                        int out_flags, const char *err, int err_flags)
 {
@@ -145,17 +149,21 @@ static pid_t spawn_bin(const char *const *args, const char *const *env, const ch
         n++;
     }
     argv[n] = NULL;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, out, out_flags, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, err, err_flags, 0600);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     char **envp = build_env(env);
-    pid_t pid;
-    int e = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, envp);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        int o = open(out, out_flags | O_CLOEXEC, 0600);
+        int e = open(err, err_flags | O_CLOEXEC, 0600);
+        if (in < 0 || o < 0 || e < 0 || dup2(in, 0) < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0 ||
+            prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);
+        execve(argv[0], (char *const *)argv, envp);
+        _exit(127);
+    }
     free(envp);
-    posix_spawn_file_actions_destroy(&fa);
-    cr_assert(e == 0, "cannot run %s %s", argv[0], args[0]);
+    cr_assert(pid > 0, "cannot run %s %s", argv[0], args[0]);
     return pid;
 }
 

@@ -25,7 +25,7 @@ PGconn *th_db_connect(const char *url);
  * new string (caller frees), or NULL when there is no row. Fails the test on error. */
 char *th_db_value(PGconn *db, const char *sql, int n, const char *const *params);
 
-/* A Redis database of its own (1..63), flushed; its URL goes into url. */
+/* A Redis database of its own (1..1023, round robin), flushed; its URL goes into url. */
 void th_redis_new(char *url, size_t len);
 
 struct th_run {
