@@ -725,8 +725,7 @@ TestSuite(admin_cli, .init = setup, .fini = teardown, .timeout = 120);
 
 /* GET /admin/v1/reports/funding: the CLI's report, as JSON, CSV and HTML, with the
  * billing module's error codes. */
-Test(admin, the_funding_report_is_served_as_json_csv_and_html, .init = setup,
-     .fini = teardown)
+Test(admin, the_funding_report_is_served_as_json_csv_and_html)
 {
     /* Last month: 2 TB pulled by a commercial org (keyed). */
     free(db_value("SELECT hm_usage_partition(date_trunc('month', now()) - interval '1 month')::text"));
