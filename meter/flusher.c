@@ -21,6 +21,7 @@ struct meter_flusher {
     redisContext *redis;
     PGconn *db;
     char consumer[128];
+    char installation[64]; /* its UUID, learned from PostgreSQL once */
     bool pending_first; /* re-read our own pending entries before new ones */
     int64_t housekeeping_at_ms;
     int64_t partitions_at_ms; /* next check that this and next month's partitions exist */
@@ -280,6 +281,14 @@ static int ensure_connections(struct meter_flusher *f, char *err, size_t errlen)
     f->redis = meter_redis_connect(f->cfg->redis_url, 3000, err, errlen);
     if (f->redis == NULL)
         return CM_UNAVAIL;
+    /* Never read another installation's usage: the Redis database must be ours. */
+    int claim = meter_claim_redis(f->redis, f->db, f->installation, sizeof f->installation, err,
+                                  errlen);
+    if (claim != CM_OK) {
+        redisFree(f->redis);
+        f->redis = NULL;
+        return claim == CM_UNAVAIL ? CM_UNAVAIL : CM_DENIED;
+    }
     redisReply *r = command(f, "XGROUP CREATE " METER_STREAM " " METER_GROUP " 0 MKSTREAM");
     bool ok = r != NULL && (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "BUSYGROUP", 9) == 0);
     if (!ok)
@@ -373,8 +382,9 @@ int meter_flusher_step(struct meter_flusher *f, unsigned block_ms, int *applied,
                        size_t errlen)
 {
     *applied = 0;
-    if (ensure_connections(f, err, errlen) != CM_OK)
-        return CM_UNAVAIL;
+    int rc = ensure_connections(f, err, errlen);
+    if (rc != CM_OK)
+        return rc;
     if (cm_mono_ms() >= f->housekeeping_at_ms) {
         housekeeping(f);
         f->housekeeping_at_ms = cm_mono_ms() + HOUSEKEEPING_MS;
@@ -396,7 +406,7 @@ int meter_flusher_step(struct meter_flusher *f, unsigned block_ms, int *applied,
         freeReplyObject(r);
         return CM_UNAVAIL;
     }
-    int rc = CM_OK;
+    rc = CM_OK;
     size_t seen = 0;
     if (r->type == REDIS_REPLY_ARRAY && r->elements > 0) {
         redisReply *entries = r->element[0]->element[1];
@@ -417,9 +427,14 @@ static void *flusher_main(void *arg)
     while (!atomic_load(&f->stop)) {
         char err[512];
         int applied;
-        if (meter_flusher_step(f, 500, &applied, err, sizeof err) != CM_OK) {
+        int rc = meter_flusher_step(f, 500, &applied, err, sizeof err);
+        if (rc != CM_OK) {
             meter_stats_add(METER_FLUSHER_ERRORS, 1);
-            if (f->failures++ % 30 == 0)
+            bool due = f->failures++ % 30 == 0;
+            if (due && rc == CM_DENIED)
+                cm_log(CM_LOG_ERROR, "redis_claimed_by_other_installation",
+                       "component=flusher error=\"%s\"", err);
+            else if (due)
                 cm_log(CM_LOG_WARN, "flusher_unavailable", "error=\"%s\"", err);
             for (int i = 0; i < 10 && !atomic_load(&f->stop); i++)
                 usleep(100 * 1000);

@@ -78,7 +78,9 @@ struct meter_flusher;
 struct meter_flusher *meter_flusher_new(const struct hm_config *cfg, char *err, size_t errlen);
 /* One round: claims/reads up to a few dozen entries (waiting up to block_ms for new ones),
  * applies each to PostgreSQL and acknowledges it. *applied counts new batches. CM_OK,
- * CM_UNAVAIL (Redis or PostgreSQL down: nothing acknowledged, retried next round). */
+ * CM_UNAVAIL (Redis or PostgreSQL down: nothing acknowledged, retried next round),
+ * CM_DENIED (the Redis database belongs to another installation, or this database is not
+ * migrated: nothing read; err says which). */
 int meter_flusher_step(struct meter_flusher *f, unsigned block_ms, int *applied, char *err,
                        size_t errlen);
 /* Runs steps on a thread until meter_flusher_free. */

@@ -46,7 +46,8 @@ struct meter {
     /* Owned by the shipper thread. */
     redisContext *redis;
     char run_id[64]; /* of the Redis the outbox was shipped to */
-    PGconn *db;      /* to learn which batches were applied */
+    PGconn *db;      /* to learn which batches were applied, and the installation */
+    char installation[64]; /* its UUID, learned from PostgreSQL once */
     char source[128]; /* "<instance>:<boot>" */
     uint64_t seq;
     struct batch *outbox;
@@ -178,6 +179,41 @@ static int make_batch(struct meter *m, struct meter_agg *agg, int64_t cutoff_ms)
     return CM_OK;
 }
 
+/* The shipper's PostgreSQL connection, (re)connected; NULL while PostgreSQL is away. */
+static PGconn *shipper_db(struct meter *m, char *err, size_t errlen)
+{
+    if (m->db != NULL && PQstatus(m->db) != CONNECTION_OK) {
+        PQfinish(m->db);
+        m->db = NULL;
+    }
+    if (m->db == NULL)
+        m->db = cm_pg_connect(m->cfg->database_url, err, errlen);
+    return m->db;
+}
+
+/* A new Redis connection is used only once the database is claimed for this installation
+ * (meter/installation.c): nothing is shipped into another installation's stream. */
+static int claim(struct meter *m)
+{
+    char err[512] = "";
+    PGconn *db = m->installation[0] != '\0' ? m->db : shipper_db(m, err, sizeof err);
+    int rc = m->installation[0] != '\0' || db != NULL
+                 ? meter_claim_redis(m->redis, db, m->installation, sizeof m->installation, err,
+                                     sizeof err)
+                 : CM_UNAVAIL;
+    if (rc == CM_OK)
+        return CM_OK;
+    redisFree(m->redis);
+    m->redis = NULL;
+    if (m->failures++ % 30 == 0)
+        cm_log(rc == CM_UNAVAIL ? CM_LOG_WARN : CM_LOG_ERROR,
+               rc == CM_DENIED ? "redis_claimed_by_other_installation"
+               : rc == CM_ERR  ? "installation_unknown"
+                               : "redis_claim_unavailable",
+               "component=shipper error=\"%s\"", err);
+    return rc == CM_UNAVAIL ? CM_UNAVAIL : CM_DENIED;
+}
+
 static int redis_call(struct meter *m, redisReply **reply, const char *fmt, ...)
 {
     char err[256];
@@ -189,6 +225,9 @@ static int redis_call(struct meter *m, redisReply **reply, const char *fmt, ...)
                 cm_log(CM_LOG_WARN, "redis_unavailable", "component=shipper error=\"%s\"", err);
             return CM_UNAVAIL;
         }
+        int claimed = claim(m);
+        if (claimed != CM_OK)
+            return claimed;
         /* A new connection: ship everything that is not known applied again, since what
          * was shipped may not have reached a Redis that restarted (check its run_id). */
         redisReply *info = redisCommand(m->redis, "INFO server");
@@ -262,11 +301,7 @@ static void release_applied(struct meter *m)
     if (shipped == 0)
         return;
     char err[256];
-    if (m->db != NULL && PQstatus(m->db) != CONNECTION_OK) {
-        PQfinish(m->db);
-        m->db = NULL;
-    }
-    if (m->db == NULL && (m->db = cm_pg_connect(m->cfg->database_url, err, sizeof err)) == NULL)
+    if (shipper_db(m, err, sizeof err) == NULL)
         return; /* later: the batches stay in the journal meanwhile */
     json_t *ids = json_array();
     for (size_t i = 0; i < m->n_out; i++)

@@ -19,8 +19,23 @@
 
 static char db_url[512], redis_url[256], journal[128];
 static char env_db[600], env_redis[300], env_up[600], env_journal[200];
-static char key[128], auth[200];
+static char auth[200]; /* "Authorization: Bearer <acme's key>" */
 static struct th_gateway gw;
+
+/* Creates the org acme with a key in the database named by database ("HUBMETER_DATABASE_URL=…")
+ * and writes the key's Authorization header into header. */
+static void acme_with_key(const char *database, char *header, size_t len)
+{
+    const char *env[] = {database, NULL};
+    struct th_run r;
+    th_hubmeter(&r, env, (const char *[]){"orgs", "create", "acme", NULL});
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    th_hubmeter(&r, env, (const char *[]){"keys", "create", "acme", NULL});
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    char k[128];
+    th_last_line(r.out, k, sizeof k);
+    snprintf(header, len, "Authorization: Bearer %s", k);
+}
 
 /* A database, a Redis, an org with a key and a journal directory; no gateway yet. */
 static void setup(void)
@@ -32,13 +47,7 @@ static void setup(void)
     snprintf(env_redis, sizeof env_redis, "HUBMETER_REDIS_URL=%s", redis_url);
     snprintf(env_up, sizeof env_up, "HUBMETER_UPSTREAM=file://%s", th_env("HM_TEST_WWW"));
     snprintf(env_journal, sizeof env_journal, "HUBMETER_JOURNAL_DIR=%s", journal);
-    const char *env[] = {env_db, NULL};
-    struct th_run r;
-    th_hubmeter(&r, env, (const char *[]){"orgs", "create", "acme", NULL});
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    th_hubmeter(&r, env, (const char *[]){"keys", "create", "acme", NULL});
-    th_last_line(r.out, key, sizeof key);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
+    acme_with_key(env_db, auth, sizeof auth);
 }
 
 static void start_gateway(const char *flusher)
@@ -84,6 +93,13 @@ static void wait_logged(int n)
     }
 }
 
+/* "bytes|requests" of the usage db holds (a new string). */
+static char *usage_in(PGconn *db)
+{
+    return th_db_value(db, "SELECT coalesce(sum(bytes), 0) || '|' || coalesce(sum(requests), 0)"
+                           " FROM usage_minute WHERE org_id IS NOT NULL", 0, NULL);
+}
+
 /* Runs `hubmeter flush` processes until PostgreSQL holds exactly bytes/requests. */
 static void assert_exact(uint64_t bytes, int requests, bool run_flusher)
 {
@@ -101,8 +117,7 @@ static void assert_exact(uint64_t bytes, int requests, bool run_flusher)
     char *v = NULL;
     for (;;) {
         free(v);
-        v = th_db_value(db, "SELECT coalesce(sum(bytes), 0) || '|' || coalesce(sum(requests), 0)"
-                            " FROM usage_minute WHERE org_id IS NOT NULL", 0, NULL);
+        v = usage_in(db);
         if (strcmp(v, want) == 0 || th_now_ms() > deadline)
             break;
         usleep(100 * 1000);
@@ -110,8 +125,7 @@ static void assert_exact(uint64_t bytes, int requests, bool run_flusher)
     /* Hold on a little: a double count would show up now. */
     usleep(1500 * 1000);
     free(v);
-    v = th_db_value(db, "SELECT coalesce(sum(bytes), 0) || '|' || coalesce(sum(requests), 0)"
-                        " FROM usage_minute WHERE org_id IS NOT NULL", 0, NULL);
+    v = usage_in(db);
     cr_assert_str_eq(v, want, "PostgreSQL holds bytes|requests %s, the client saw %s", v, want);
     free(v);
     PQfinish(db);
@@ -379,5 +393,68 @@ Test(faults, a_30_second_postgresql_outage_loses_nothing, .init = setup, .timeou
     database_connections("true");
     bytes += workload(10);
     assert_exact(bytes, requests + 10, false);
+    th_gateway_stop(&gw);
+}
+
+/* Two installations (say staging and production) given the same Redis database: the
+ * second one must neither ship its usage into the first one's stream nor apply the first
+ * one's usage to its own database. It says why, keeps its usage in its journal, and ships
+ * it all once it has a Redis database of its own. */
+Test(faults, a_second_installation_on_the_same_redis_database_mixes_no_usage, .init = setup,
+     .timeout = 120)
+{
+    start_gateway(NULL);
+    uint64_t bytes = workload(10);
+    assert_exact(bytes, 10, false);
+    /* Installation B: its own database (a new installation id), the same Redis database. */
+    char db_b[512], env_db_b[600], journal_b[160], env_journal_b[200], auth_a[200];
+    th_db_new(db_b, sizeof db_b);
+    PGconn *b = th_db_connect(db_b);
+    free(th_db_value(b, "UPDATE installation SET id = gen_random_uuid() RETURNING id", 0, NULL));
+    snprintf(env_db_b, sizeof env_db_b, "HUBMETER_DATABASE_URL=%s", db_b);
+    snprintf(journal_b, sizeof journal_b, "%s-b", journal);
+    snprintf(env_journal_b, sizeof env_journal_b, "HUBMETER_JOURNAL_DIR=%s", journal_b);
+    memcpy(auth_a, auth, sizeof auth);
+    acme_with_key(env_db_b, auth, sizeof auth); /* workload() now runs as B's acme */
+    struct th_gateway a = gw;
+    const char *env_b[] = {env_db_b, env_redis, env_up, env_journal_b, NULL};
+    th_gateway_start(&gw, env_b);
+    uint64_t bytes_b = workload(7);
+    sleep(4); /* several ship intervals: anything B shipped or flushed would show now */
+    PGconn *db_a = th_db_connect(db_url);
+    char want_a[64];
+    snprintf(want_a, sizeof want_a, "%llu|10", (unsigned long long)bytes);
+    char *v = usage_in(db_a);
+    cr_assert_str_eq(v, want_a, "installation A holds %s, its own usage is %s", v, want_a);
+    free(v);
+    v = usage_in(b);
+    cr_assert_str_eq(v, "0|0", "installation B's database holds %s from a foreign stream", v);
+    free(v);
+    cr_assert(th_log_contains(&gw, "redis_claimed_by_other_installation"),
+              "installation B must say why it does not ship");
+    th_gateway_stop(&gw); /* its last batch cannot be shipped either: kept in its journal */
+    /* B gets a Redis database of its own and ships everything it served, once. */
+    char redis_b[256], env_redis_b[300];
+    th_redis_new(redis_b, sizeof redis_b);
+    snprintf(env_redis_b, sizeof env_redis_b, "HUBMETER_REDIS_URL=%s", redis_b);
+    const char *env_b2[] = {env_db_b, env_redis_b, env_up, env_journal_b, NULL};
+    th_gateway_start(&gw, env_b2);
+    char want_b[64];
+    snprintf(want_b, sizeof want_b, "%llu|7", (unsigned long long)bytes_b);
+    int64_t deadline = th_now_ms() + 20000;
+    for (v = usage_in(b); strcmp(v, want_b) != 0 && th_now_ms() < deadline; v = usage_in(b)) {
+        free(v);
+        usleep(100 * 1000);
+    }
+    cr_assert_str_eq(v, want_b, "installation B holds %s, it served %s", v, want_b);
+    free(v);
+    th_gateway_stop(&gw);
+    v = usage_in(db_a);
+    cr_assert_str_eq(v, want_a, "installation A holds %s, its own usage is %s", v, want_a);
+    free(v);
+    PQfinish(b);
+    PQfinish(db_a);
+    gw = a;
+    memcpy(auth, auth_a, sizeof auth);
     th_gateway_stop(&gw);
 }

@@ -164,6 +164,32 @@ Test(pipeline, the_flusher_waits_for_redis_and_reports_it_unavailable, .init = s
     meter_flusher_free(f);
 }
 
+/* A database without the installation's id (not migrated to 011): the flusher reads
+ * nothing and says what to run; the Redis database is not claimed for anyone. */
+Test(pipeline, the_flusher_of_an_unmigrated_database_reads_nothing_and_says_to_migrate,
+     .init = setup)
+{
+    PGconn *db = th_db_connect(cfg.database_url);
+    char err[512];
+    cr_assert_eq(cm_pg_command(db, "DROP TABLE installation", err, sizeof err), CM_OK, "%s", err);
+    struct meter_flusher *f = meter_flusher_new(&cfg, err, sizeof err);
+    int applied;
+    cr_assert_eq(meter_flusher_step(f, 10, &applied, err, sizeof err), CM_DENIED);
+    cr_assert(strstr(err, "hubmeter migrate") != NULL, "%s", err);
+    meter_flusher_free(f);
+    redisContext *c = meter_redis_connect(cfg.redis_url, 1000, err, sizeof err);
+    cr_assert(c != NULL, "%s", err);
+    redisReply *r = redisCommand(c, "EXISTS hm:installation");
+    cr_assert(r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0);
+    freeReplyObject(r);
+    r = redisCommand(c, "EXISTS " METER_STREAM);
+    cr_assert(r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer == 0,
+              "no consumer group (nor stream) made for an unknown installation");
+    freeReplyObject(r);
+    redisFree(c);
+    PQfinish(db);
+}
+
 static void insert_usage(PGconn *db, const char *bucket, const char *org, const char *bytes,
                          const char *refused)
 {
