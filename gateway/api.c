@@ -69,7 +69,10 @@ static enum MHD_Result ready(struct gw_req *req, struct MHD_Connection *c)
                                                                 : "local_budgets";
     json_t *body = json_pack("{s:s, s:{s:s, s:s, s:s}}", "status", pg_ok ? "ready" : "not_ready",
                              "checks", "postgresql", pg_ok ? "ok" : "unreachable", "redis",
-                             redis_ok ? "ok" : "unreachable", "quotas", quotas);
+                             redis_ok                                 ? "ok"
+                             : meter_redis_foreign(req->gw->meter) ? "other_installation"
+                                                                   : "unreachable",
+                             "quotas", quotas);
     /* Redis being away does not stop downloads (usage waits in the outbox, quotas fall
      * back to local budgets, so the gateway stays ready), PostgreSQL
      * being away does (keys cannot be checked). */

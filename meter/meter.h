@@ -51,6 +51,9 @@ void meter_flush(struct meter *m, struct meter_pending *p);
 void meter_pending_free(struct meter *m, struct meter_pending *p);
 /* True when the last ship attempt reached Redis. */
 bool meter_redis_ok(struct meter *m);
+/* True when the last new Redis connection found the database claimed by another
+ * installation (see meter/installation.c): nothing is shipped there. */
+bool meter_redis_foreign(struct meter *m);
 /* The journal's size on disk and how many records could not be journaled (full/failing). */
 void meter_journal_state(struct meter *m, uint64_t *bytes, uint64_t *unjournaled);
 /* Ships what is left (bounded wait), sends a final heartbeat, stops the thread, frees. */

@@ -40,6 +40,7 @@ struct meter {
     bool stopping;
     pthread_t thread;
     atomic_bool redis_ok;
+    atomic_bool redis_foreign; /* the Redis database is another installation's */
     _Atomic uint64_t unjournaled; /* records kept in memory only (journal full or failing) */
     _Atomic uint64_t journal_bytes;
     int64_t alarm_at_ms;          /* last journal alarm (under lock) */
@@ -121,6 +122,8 @@ void meter_pending_free(struct meter *m, struct meter_pending *p)
 
 bool meter_redis_ok(struct meter *m) { return atomic_load(&m->redis_ok); }
 
+bool meter_redis_foreign(struct meter *m) { return atomic_load(&m->redis_foreign); }
+
 void meter_journal_state(struct meter *m, uint64_t *bytes, uint64_t *unjournaled)
 {
     *bytes = atomic_load(&m->journal_bytes);
@@ -201,6 +204,7 @@ static int claim(struct meter *m)
                  ? meter_claim_redis(m->redis, db, m->installation, sizeof m->installation, err,
                                      sizeof err)
                  : CM_UNAVAIL;
+    atomic_store(&m->redis_foreign, rc == CM_DENIED);
     if (rc == CM_OK)
         return CM_OK;
     redisFree(m->redis);

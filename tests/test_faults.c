@@ -446,6 +446,13 @@ Test(faults, a_second_installation_on_the_same_redis_database_mixes_no_usage, .i
     cr_assert(th_log_contains(&gw, "component=quotas error=\"this Redis database belongs to"),
               "installation B must say why it does not use Redis for quotas");
     cr_assert(th_log_contains(&gw, "decision=allow_local"), "B's requests decided locally");
+    char ready_url[300];
+    snprintf(ready_url, sizeof ready_url, "%s/-/readyz", gw.base);
+    struct th_response ready;
+    th_http("GET", ready_url, NULL, &ready);
+    cr_assert(ready.status == 200 && strstr(ready.body, "\"other_installation\"") != NULL,
+              "B's readiness names the cause: %ld %s", (long)ready.status, ready.body);
+    th_response_free(&ready);
     cr_assert(!th_log_contains(&gw, "decision=allow "), "no B request decided by A's Redis");
     th_gateway_stop(&gw); /* its last batch cannot be shipped either: kept in its journal */
     /* B gets a Redis database of its own and ships everything it served, once. */
