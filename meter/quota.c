@@ -365,7 +365,7 @@ void meter_quota_bytes(struct meter_quota *q, struct meter_flow *f, uint64_t n, 
     int64_t owed = *wait_us;
     uint64_t amount = 0;
     if (f->lease_left < n) {
-        amount = quota_lease_size(&f->plan);
+        amount = quota_next_lease(&f->plan, f->leased);
         if (amount < n - f->lease_left)
             amount = n - f->lease_left;
         /* The subject's byte pool on this gateway first (what ended downloads left). */

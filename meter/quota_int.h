@@ -61,6 +61,7 @@ void quota_client_counts(struct quota_client *c, uint64_t *calls, uint64_t *send
 /* ---- the quota state (meter/quota*.c) ------------------------------------------------------ */
 #define LOCAL_SLOTS 4096
 #define LEASE_MAX (8u << 20)
+#define LEASE_LONG_MAX (64u << 20) /* a long download's leases grow up to this */
 #define LEASE_MIN (4u << 10)
 #define MEMBER_TTL_MS 60000
 #define MEMBER_REFRESH_MS 20000
@@ -144,6 +145,9 @@ bool quota_tracks_bytes(const struct meter_plan *p);
 int64_t quota_reply_int(const redisReply *r, size_t i);
 /* The lease a download takes at a time: a quarter second of the plan's rate, 4 KiB-8 MiB. */
 uint64_t quota_lease_size(const struct meter_plan *p);
+/* The next lease of a download that has leased `leased` bytes: doubling from
+ * quota_lease_size up to 64 MiB, never above a quarter second of the plan's rate. */
+uint64_t quota_next_lease(const struct meter_plan *p, uint64_t leased);
 
 /* ---- pools of busy subjects (quota_pool.c; all but give_back/sweep under q->mu) ------------ */
 void quota_count_rate(struct local_state *e, int64_t now_ms);

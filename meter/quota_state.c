@@ -225,3 +225,15 @@ uint64_t quota_lease_size(const struct meter_plan *p)
     uint64_t l = (uint64_t)p->bytes_per_second / 4;
     return l < LEASE_MIN ? LEASE_MIN : l > LEASE_MAX ? LEASE_MAX : l;
 }
+
+/* A long download's next lease: as much as it has leased so far (so leases double), from
+ * quota_lease_size up to LEASE_LONG_MAX and never above a quarter second of the plan's
+ * rate. Each lease is a Redis round trip the stream waits for (~1 ms when both cores are
+ * busy, measured): a 1 GiB download makes 19 instead of 128. */
+uint64_t quota_next_lease(const struct meter_plan *p, uint64_t leased)
+{
+    uint64_t base = quota_lease_size(p);
+    uint64_t cap = p->bytes_per_second > 0 ? (uint64_t)p->bytes_per_second / 4 : LEASE_LONG_MAX;
+    cap = cap < LEASE_LONG_MAX ? cap : LEASE_LONG_MAX;
+    return leased <= base || cap <= base ? base : leased < cap ? leased : cap;
+}
