@@ -2,10 +2,9 @@
  * The installation's claim on its Redis database. The usage stream, its consumer group
  * and the quota keys have fixed names, so two installations (say staging and production)
  * pointed at the same Redis database would read each other's usage and apply it to the
- * wrong PostgreSQL database — silently. The shipper, the flusher and the quota client
- * therefore claim the database on every new Redis connection: hm:installation holds the
- * UUID of the first installation that used it (sql/011), and any other one refuses to ship,
- * flush or count quotas there.
+ * wrong PostgreSQL database — silently. The shipper and the flusher therefore claim the
+ * database on every new Redis connection: hm:installation holds the UUID of the first
+ * installation that used it (sql/011), and any other one refuses to ship or flush there.
  */
 #include "meter/meter_int.h"
 

@@ -36,8 +36,7 @@ struct meter_quota *meter_quota_new(const struct hm_config *cfg, char *err, size
     }
     q->cfg = cfg;
     pthread_mutex_init(&q->mu, NULL);
-    q->client = quota_client_new(cfg->redis_url, cfg->database_url, cfg->redis_timeout_ms,
-                                 cfg->instance_id, quota_sweep, q);
+    q->client = quota_client_new(cfg->redis_url, cfg->redis_timeout_ms, cfg->instance_id, quota_sweep, q);
     if (q->client == NULL) {
         cm_fmt(err, errlen, "cannot start the quota client thread");
         meter_quota_free(q);

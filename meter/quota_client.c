@@ -24,7 +24,6 @@
 #define LIVE_KEY "hm:gateways"
 #define ROUND_MAX 2048
 #define TICK_MS 100
-#define ID_RETRY_MS 60000 /* between attempts to learn the installation's id */
 
 struct quota_client {
     pthread_mutex_t mu;
@@ -35,10 +34,6 @@ struct quota_client {
     char url[CM_URL_MAX];
     unsigned timeout_ms;
     char instance[64];
-    char database_url[CM_URL_MAX]; /* to learn the installation's id */
-    char installation[64];         /* its UUID, once learned */
-    int64_t id_tried_ms;           /* last attempt to learn it */
-    unsigned denials;              /* connections refused: another installation's Redis */
     redisContext *ctx; /* the thread's only */
     char sha[QS_COUNT][48];
     int failures;
@@ -186,48 +181,13 @@ void quota_client_counts(struct quota_client *c, uint64_t *calls, uint64_t *send
     *timeouts = atomic_load(&c->timeouts);
 }
 
-/* A Redis database that another installation claimed (meter/installation.c) is not
- * used: its counters are not ours, so the requests are decided as if Redis were down.
- * While the installation's id cannot be learned (PostgreSQL away, schema not migrated),
- * Redis is used unchecked: quotas stay shared across gateways; the usage pipeline, which
- * cannot run without PostgreSQL anyway, does check. */
-static int check_claim(struct quota_client *c)
-{
-    char err[512] = "";
-    PGconn *db = NULL;
-    int64_t now = cm_mono_ms();
-    bool due = c->id_tried_ms == 0 || now - c->id_tried_ms >= ID_RETRY_MS;
-    if (c->installation[0] == '\0' && c->database_url[0] != '\0' && due) {
-        c->id_tried_ms = now; /* PostgreSQL may take connect_timeout to fail: not each time */
-        db = cm_pg_connect(c->database_url, err, sizeof err);
-    }
-    int rc = c->installation[0] != '\0' || db != NULL
-                 ? meter_claim_redis(c->ctx, db, c->installation, sizeof c->installation, err,
-                                     sizeof err)
-                 : CM_UNAVAIL;
-    PQfinish(db);
-    if (rc == CM_DENIED) {
-        if (c->denials++ % 30 == 0) /* a connection is tried about every second */
-            cm_log(CM_LOG_ERROR, "redis_claimed_by_other_installation",
-                   "component=quotas error=\"%s\"", err);
-        return CM_DENIED;
-    }
-    return CM_OK;
-}
-
-/* Connects, checks the database is this installation's and loads the scripts (their SHA1s
- * come back from SCRIPT LOAD). */
+/* Connects and loads the scripts (their SHA1s come back from SCRIPT LOAD). */
 static int connect_redis(struct quota_client *c)
 {
     char err[256];
     c->ctx = meter_redis_connect(c->url, c->timeout_ms, err, sizeof err);
     if (c->ctx == NULL)
         return CM_UNAVAIL;
-    if (check_claim(c) != CM_OK) {
-        redisFree(c->ctx);
-        c->ctx = NULL;
-        return CM_DENIED;
-    }
     for (int s = 0; s < QS_COUNT; s++) {
         redisReply *r = redisCommand(c->ctx, "SCRIPT LOAD %s", script_text[s]);
         bool ok = r != NULL && r->type == REDIS_REPLY_STRING && r->len < sizeof c->sha[s];
@@ -404,8 +364,7 @@ static void *client_main(void *arg)
     return NULL;
 }
 
-struct quota_client *quota_client_new(const char *url, const char *database_url,
-                                      unsigned timeout_ms, const char *instance,
+struct quota_client *quota_client_new(const char *url, unsigned timeout_ms, const char *instance,
                                       void (*tick)(void *arg), void *tick_arg)
 {
     struct quota_client *c = calloc(1, sizeof *c);
@@ -418,7 +377,6 @@ struct quota_client *quota_client_new(const char *url, const char *database_url,
     pthread_cond_init(&c->work, &ca);
     pthread_condattr_destroy(&ca);
     cm_copy(c->url, sizeof c->url, url);
-    cm_copy(c->database_url, sizeof c->database_url, database_url != NULL ? database_url : "");
     cm_copy(c->instance, sizeof c->instance, instance);
     c->timeout_ms = timeout_ms;
     c->tick = tick;

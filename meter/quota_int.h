@@ -40,11 +40,8 @@ void quota_job_arg(struct quota_job *j, const char *fmt, ...)
 void quota_job_free(struct quota_job *j);
 
 struct quota_client;
-/* tick (may be NULL) is called from the client's thread every 100 ms. database_url (may
- * be empty) is read once for the installation's id: a Redis database claimed by another
- * installation is not used (decided as if Redis were down). */
-struct quota_client *quota_client_new(const char *url, const char *database_url,
-                                      unsigned timeout_ms, const char *instance,
+/* tick (may be NULL) is called from the client's thread every 100 ms. */
+struct quota_client *quota_client_new(const char *url, unsigned timeout_ms, const char *instance,
                                       void (*tick)(void *arg), void *tick_arg);
 void quota_client_free(struct quota_client *c);
 /* Runs j and waits for its answer up to the timeout. CM_OK: j->reply is the script's
