@@ -22,6 +22,7 @@ struct meter_flusher {
     PGconn *db;
     char consumer[128];
     char installation[64]; /* its UUID, learned from PostgreSQL once */
+    int claim_rc;          /* the last claim's result (meter/installation.c) */
     bool pending_first; /* re-read our own pending entries before new ones */
     int64_t housekeeping_at_ms;
     int64_t partitions_at_ms; /* next check that this and next month's partitions exist */
@@ -282,12 +283,12 @@ static int ensure_connections(struct meter_flusher *f, char *err, size_t errlen)
     if (f->redis == NULL)
         return CM_UNAVAIL;
     /* Never read another installation's usage: the Redis database must be ours. */
-    int claim = meter_claim_redis(f->redis, f->db, f->installation, sizeof f->installation, err,
-                                  errlen);
-    if (claim != CM_OK) {
+    f->claim_rc = meter_claim_redis(f->redis, f->db, f->installation, sizeof f->installation,
+                                    err, errlen);
+    if (f->claim_rc != CM_OK) {
         redisFree(f->redis);
         f->redis = NULL;
-        return claim == CM_UNAVAIL ? CM_UNAVAIL : CM_DENIED;
+        return f->claim_rc == CM_UNAVAIL ? CM_UNAVAIL : CM_DENIED;
     }
     redisReply *r = command(f, "XGROUP CREATE " METER_STREAM " " METER_GROUP " 0 MKSTREAM");
     bool ok = r != NULL && (r->type != REDIS_REPLY_ERROR || strncmp(r->str, "BUSYGROUP", 9) == 0);
@@ -431,8 +432,8 @@ static void *flusher_main(void *arg)
         if (rc != CM_OK) {
             meter_stats_add(METER_FLUSHER_ERRORS, 1);
             bool due = f->failures++ % 30 == 0;
-            if (due && rc == CM_DENIED)
-                cm_log(CM_LOG_ERROR, "redis_claimed_by_other_installation",
+            if (due && rc == CM_DENIED) /* another installation's Redis, or not migrated */
+                cm_log(CM_LOG_ERROR, meter_claim_event(f->claim_rc),
                        "component=flusher error=\"%s\"", err);
             else if (due)
                 cm_log(CM_LOG_WARN, "flusher_unavailable", "error=\"%s\"", err);

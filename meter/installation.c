@@ -37,6 +37,8 @@ int meter_claim_redis(redisContext *redis, PGconn *db, char *uuid, size_t len, c
                       size_t errlen)
 {
     if (uuid[0] == '\0') {
+        if (db == NULL)
+            return CM_UNAVAIL; /* the caller's connection attempt wrote err */
         int rc = installation_id(db, uuid, len, err, errlen);
         if (rc != CM_OK)
             return rc;
@@ -56,4 +58,11 @@ int meter_claim_redis(redisContext *redis, PGconn *db, char *uuid, size_t len, c
     }
     freeReplyObject(r);
     return rc;
+}
+
+const char *meter_claim_event(int rc)
+{
+    return rc == CM_DENIED ? "redis_claimed_by_other_installation"
+           : rc == CM_ERR  ? "installation_unknown"
+                           : "redis_claim_unavailable";
 }

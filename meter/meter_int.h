@@ -18,11 +18,13 @@ redisContext *meter_redis_connect(const char *url, unsigned timeout_ms, char *er
 
 /* Claims the Redis database for this installation (meter/installation.c): learns the
  * installation's UUID from db into uuid when uuid is empty, then sets hm:installation to
- * it unless it is set. CM_OK when the database is (now) ours; CM_DENIED + err when another
+ * it unless it is set (db may be NULL once uuid is known). CM_OK when the database is (now) ours; CM_DENIED + err when another
  * installation holds it; CM_UNAVAIL when Redis or PostgreSQL failed; CM_ERR when the
  * schema has no installation (not migrated). */
 int meter_claim_redis(redisContext *redis, PGconn *db, char *uuid, size_t len, char *err,
                       size_t errlen);
+/* The log event for a failed claim's result code. */
+const char *meter_claim_event(int rc);
 
 /* Process-wide pipeline statistics (meter/stats.c): atomics written by the shipper and
  * flusher threads, read by meter_stats_read(). */

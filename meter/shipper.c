@@ -199,21 +199,16 @@ static PGconn *shipper_db(struct meter *m, char *err, size_t errlen)
 static int claim(struct meter *m)
 {
     char err[512] = "";
-    PGconn *db = m->installation[0] != '\0' ? m->db : shipper_db(m, err, sizeof err);
-    int rc = m->installation[0] != '\0' || db != NULL
-                 ? meter_claim_redis(m->redis, db, m->installation, sizeof m->installation, err,
-                                     sizeof err)
-                 : CM_UNAVAIL;
+    PGconn *db = m->installation[0] == '\0' ? shipper_db(m, err, sizeof err) : NULL;
+    int rc = meter_claim_redis(m->redis, db, m->installation, sizeof m->installation, err,
+                               sizeof err);
     atomic_store(&m->redis_foreign, rc == CM_DENIED);
     if (rc == CM_OK)
         return CM_OK;
     redisFree(m->redis);
     m->redis = NULL;
     if (m->failures++ % 30 == 0)
-        cm_log(rc == CM_UNAVAIL ? CM_LOG_WARN : CM_LOG_ERROR,
-               rc == CM_DENIED ? "redis_claimed_by_other_installation"
-               : rc == CM_ERR  ? "installation_unknown"
-                               : "redis_claim_unavailable",
+        cm_log(rc == CM_UNAVAIL ? CM_LOG_WARN : CM_LOG_ERROR, meter_claim_event(rc),
                "component=shipper error=\"%s\"", err);
     return rc == CM_UNAVAIL ? CM_UNAVAIL : CM_DENIED;
 }

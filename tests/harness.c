@@ -134,11 +134,11 @@ static void slurp(const char *path, char *out, size_t len)
 }
 
 /* Starts the sanitized hubmeter with args (NULL-terminated) and env on top of the
- * harness environment; stdout and stderr go to the given files (opened with flags). */
-/* Runs the hubmeter binary with args and extra env, stdin from /dev/null. The child is
- * killed when the test process that started it dies (a failed assertion ends the test
- * before its cleanup runs), so a left-over gateway or flusher can never read the next
- * test's usage stream. Call it from the test's main thread: the signal follows the thread. */
+ * harness environment, stdin from /dev/null; stdout and stderr go to the given files
+ * (opened with flags). The child is killed when the test process that started it dies (a
+ * failed assertion ends the test before its cleanup runs), so a left-over gateway or
+ * flusher can never read the next test's usage stream. Call it from the test's main
+ * thread: the signal follows the thread. */
 static pid_t spawn_bin(const char *const *args, const char *const *env, const char *out,
                        int out_flags, const char *err, int err_flags)
 {
